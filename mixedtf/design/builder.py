@@ -1,0 +1,204 @@
+"""``build_design``: from a parsed formula and data to y, X and the grouping specs."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from formulaic import ModelSpec, model_matrix
+
+from mixedtf.design.data import (
+    EVAL_CONTEXT,
+    as_frame,
+    check_columns,
+    drop_missing,
+    evaluate,
+    used_columns,
+)
+from mixedtf.design.grouping import (
+    GroupingSpec,
+    build_groupings,
+    check_groupings,
+    row_labels,
+)
+from mixedtf.design.naming import r_names
+from mixedtf.design.response import build_response
+from mixedtf.errors import DesignError, MixedTFWarning
+from mixedtf.formula import Formula, parse_formula
+
+FAMILIES = ("gaussian", "binomial", "poisson", "ordinal")
+
+
+@dataclass(frozen=True, eq=False)
+class NewData:
+    """New data re-encoded with the training levels and contrasts.
+
+    ``groupings[j].codes`` is ``-1`` where a level was not seen in training.
+    """
+
+    X: np.ndarray
+    offset: np.ndarray
+    groupings: tuple[GroupingSpec, ...]
+    index: pd.Index
+
+    def unseen(self, name: str) -> np.ndarray:
+        """Boolean mask of rows whose level of group ``name`` was not seen in training."""
+        return next(g for g in self.groupings if g.name == name).codes < 0
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """Everything the estimators need, in arrays; and what re-encodes new data.
+
+    Attributes:
+        formula: the parsed formula.
+        family: family name, which decides how the response is coerced.
+        y: float64 response (``n x 2`` successes/failures for ``cbind``).
+        response_levels: labels of a factor response, else ``None``.
+        X: float64 ``n x p`` fixed-effects model matrix.
+        fixed_names: R names of X's columns (``"(Intercept)"``, ``"service1"``).
+        offset: float64 ``n`` offset (zeros when the formula has none).
+        groupings: grouping specs in lme4's order.
+        index: index labels of the rows used (rows with missing values dropped).
+        n_dropped: how many rows were dropped for missing values.
+    """
+
+    formula: Formula
+    family: str
+    y: np.ndarray
+    response_levels: tuple[str, ...] | None
+    X: np.ndarray
+    fixed_names: tuple[str, ...]
+    fixed_spec: ModelSpec
+    fixed_keep: tuple[int, ...]
+    offset: np.ndarray
+    groupings: tuple[GroupingSpec, ...]
+    index: pd.Index
+    n_dropped: int
+
+    @property
+    def nobs(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels per grouping factor, as lme4's ``ngrps``."""
+        return {g.factor: g.n_levels for g in self.groupings}
+
+    def transform(self, newdata: Any) -> NewData:
+        """Re-encode ``newdata`` with the training levels and contrasts (for ``predict``).
+
+        Raises:
+            DesignError: a used column is missing, or a row has a missing predictor.
+        """
+        frame = as_frame(newdata)
+        needed = used_columns(self.formula, include_response=False)
+        check_columns(frame, needed)
+        rows = frame[needed].isna().any(axis=1).to_numpy()
+        if rows.any():
+            labels = list(frame.index[rows][:10])
+            raise DesignError(
+                f"{int(rows.sum())} rows of the new data have missing predictors (rows {labels}"
+                f"{' ...' if rows.sum() > 10 else ''}); fill them in or drop them before predicting."
+            )
+        X = np.asarray(self.fixed_spec.get_model_matrix(frame, na_action="raise"), dtype=np.float64)
+        groupings = []
+        for g in self.groupings:
+            lookup = pd.Index(g.levels)
+            codes = lookup.get_indexer(row_labels(frame, g.term.factors)).astype(np.int32)
+            z = np.asarray(g.column_spec.get_model_matrix(frame, na_action="raise"), dtype=np.float64)
+            groupings.append(g.with_data(codes, z[:, list(g.column_index)]))
+        return NewData(
+            X=X[:, list(self.fixed_keep)],
+            offset=_offset(self.formula, frame),
+            groupings=tuple(groupings),
+            index=frame.index,
+        )
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{g.name}: {g.n_levels} levels x {list(g.colnames)}" for g in self.groupings)
+        return f"Design(n={self.nobs}, fixed={list(self.fixed_names)}, random=[{groups}])"
+
+
+def _offset(formula: Formula, frame: pd.DataFrame) -> np.ndarray:
+    total = np.zeros(len(frame))
+    for expr in formula.offsets:
+        value = evaluate(expr, frame)
+        if not pd.api.types.is_numeric_dtype(value.dtype):
+            raise DesignError(f"offset({expr}) must be numeric; it has dtype {value.dtype}.")
+        total += value.to_numpy(np.float64)
+    return total
+
+
+def _fixed_matrix(formula: Formula, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...], ModelSpec]:
+    try:
+        mm = model_matrix(formula.fixed, frame, ensure_full_rank=True, na_action="raise", context=EVAL_CONTEXT)
+    except Exception as err:  # formulaic's message names the failing term
+        raise DesignError(f"could not build the fixed-effects matrix of {formula.fixed!r}: {err}") from err
+    return np.asarray(mm, dtype=np.float64), r_names(list(mm.columns)), mm.model_spec
+
+
+def _full_rank_columns(X: np.ndarray, names: tuple[str, ...]) -> tuple[int, ...]:
+    """Columns to keep, dropping later columns that are linear in earlier ones (as lme4)."""
+    if X.shape[1] == 0:
+        return ()
+    scale = np.linalg.norm(X, axis=0)
+    scale[scale == 0] = 1.0
+    r = np.abs(np.diag(np.linalg.qr(X / scale, mode="r")))
+    keep = tuple(int(j) for j in np.flatnonzero(r > 1e-7 * max(r.max(), 1.0)))
+    if len(keep) < X.shape[1]:
+        dropped = [names[j] for j in range(X.shape[1]) if j not in keep]
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+            f"column(s): {dropped}",
+            MixedTFWarning,
+            stacklevel=4,
+        )
+    return keep
+
+
+def build_design(formula: str | Formula, data: Any, family: str = "gaussian") -> Design:
+    """Build the design of an lme4 formula on ``data`` (DataFrame or dict of arrays).
+
+    Rows with a missing value in any used column are dropped with a
+    :class:`~mixedtf.errors.MissingValuesWarning`.
+
+    Raises:
+        FormulaSyntaxError: the formula does not parse.
+        DesignError: the data do not fit the formula.
+    """
+    parsed = parse_formula(formula) if isinstance(formula, str) else formula
+    if family not in FAMILIES:
+        raise DesignError(f"family must be one of {FAMILIES}; got {family!r}.")
+    frame = as_frame(data)
+    names = used_columns(parsed)
+    check_columns(frame, names)
+    complete = drop_missing(frame, names)
+    y, levels = build_response(parsed.response, complete, family)
+    X, fixed_names, fixed_spec = _fixed_matrix(parsed, complete)
+    keep = _full_rank_columns(X, fixed_names)
+    groupings = build_groupings(parsed.random, complete)
+    check_groupings(groupings, len(complete), family)
+    offset = _offset(parsed, complete)
+    if not np.isfinite(X).all() or not np.isfinite(offset).all():
+        raise DesignError(
+            "the fixed-effects matrix or the offset has non-finite values after transformation "
+            "(e.g. log of zero); check the transformed columns."
+        )
+    return Design(
+        formula=parsed,
+        family=family,
+        y=y,
+        response_levels=levels,
+        X=X[:, list(keep)],
+        fixed_names=tuple(fixed_names[j] for j in keep),
+        fixed_spec=fixed_spec,
+        fixed_keep=keep,
+        offset=offset,
+        groupings=tuple(groupings),
+        index=complete.index,
+        n_dropped=len(frame) - len(complete),
+    )

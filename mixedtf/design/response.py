@@ -1,0 +1,71 @@
+"""The response vector, coerced as the family needs it.
+
+* gaussian, poisson: numeric (booleans become 0/1).
+* binomial: ``cbind(successes, failures)`` gives an ``n x 2`` array; otherwise 0/1
+  numbers, booleans, or a two-level factor whose first level is failure (as R's glm).
+* ordinal: an ordered categorical or integers; coded ``1..K`` with the level labels kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mixedtf.design.data import evaluate
+from mixedtf.errors import DesignError
+from mixedtf.formula import Response
+
+
+def _numeric(values: pd.Series, expr: str, family: str) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.to_numpy(np.float64)
+    if not pd.api.types.is_numeric_dtype(values.dtype):
+        hint = (
+            " For a two-level factor use family='binomial'; for ordered categories family='ordinal'."
+            if family == "gaussian"
+            else ""
+        )
+        example = ", ".join(repr(v) for v in pd.unique(values)[:3])
+        raise DesignError(
+            f"the response {expr!r} must be numeric for family={family!r}; it has dtype "
+            f"{values.dtype} (values such as {example}).{hint}"
+        )
+    y = values.to_numpy(np.float64)
+    if not np.isfinite(y).all():
+        bad = np.flatnonzero(~np.isfinite(y))
+        raise DesignError(
+            f"the response {expr!r} is not finite in {bad.size} rows (first at position {bad[0]}); "
+            "check the transformation (e.g. log of zero)."
+        )
+    return y
+
+
+def build_response(
+    response: Response, frame: pd.DataFrame, family: str
+) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """The response array and, for factor responses, the level labels."""
+    if response.cbind is not None:
+        if family not in ("binomial",):
+            raise DesignError(
+                f"cbind(successes, failures) is a binomial response; got family={family!r}. "
+                "Use family='binomial'."
+            )
+        cols = [_numeric(evaluate(e, frame), e, family) for e in response.cbind]
+        return np.column_stack(cols), None
+    values = evaluate(response.expr, frame)
+    if isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object or (
+        pd.api.types.is_string_dtype(values.dtype) and not pd.api.types.is_numeric_dtype(values.dtype)
+    ):
+        cat = values.astype("category") if not isinstance(values.dtype, pd.CategoricalDtype) else values
+        cat = cat.cat.remove_unused_categories()
+        levels = tuple(str(c) for c in cat.cat.categories)
+        if family == "binomial":
+            if len(levels) != 2:
+                raise DesignError(
+                    f"a factor response for family='binomial' has two levels; {response.expr!r} "
+                    f"has {len(levels)}: {list(levels)[:6]}."
+                )
+            return (cat.cat.codes.to_numpy() == 1).astype(np.float64), levels
+        if family == "ordinal":
+            return cat.cat.codes.to_numpy(np.float64) + 1.0, levels
+    return _numeric(values, response.expr, family), None
