@@ -5,6 +5,7 @@ TensorFlow; the estimators load it when a fit needs it.
 """
 
 from mixedtf import datasets, errors
+from mixedtf.design import Design, build_design
 from mixedtf.errors import (
     ConvergenceWarning,
     DesignError,
@@ -17,20 +18,27 @@ from mixedtf.errors import (
     MonteCarloWarning,
     SingularFitWarning,
 )
+from mixedtf.formula import parse_formula
+from mixedtf.mixedlm import MixedLM, lmer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning",
+    "Design",
     "DesignError",
     "FamilyError",
     "FormulaSyntaxError",
     "MissingValuesWarning",
+    "MixedLM",
     "MixedTFError",
     "MixedTFWarning",
     "ModelTooLargeError",
     "MonteCarloWarning",
     "SingularFitWarning",
+    "build_design",
     "datasets",
     "errors",
+    "lmer",
+    "parse_formula",
 ]

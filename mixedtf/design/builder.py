@@ -109,7 +109,9 @@ class Design:
         for g in self.groupings:
             lookup = pd.Index(g.levels)
             codes = lookup.get_indexer(row_labels(frame, g.term.factors)).astype(np.int32)
-            z = np.asarray(g.column_spec.get_model_matrix(frame, na_action="raise"), dtype=np.float64)
+            z = np.asarray(
+                g.column_spec.get_model_matrix(frame, na_action="raise"), dtype=np.float64
+            )
             groupings.append(g.with_data(codes, z[:, list(g.column_index)]))
         return NewData(
             X=X[:, list(self.fixed_keep)],
@@ -119,7 +121,9 @@ class Design:
         )
 
     def __repr__(self) -> str:
-        groups = ", ".join(f"{g.name}: {g.n_levels} levels x {list(g.colnames)}" for g in self.groupings)
+        groups = ", ".join(
+            f"{g.name}: {g.n_levels} levels x {list(g.colnames)}" for g in self.groupings
+        )
         return f"Design(n={self.nobs}, fixed={list(self.fixed_names)}, random=[{groups}])"
 
 
@@ -133,11 +137,17 @@ def _offset(formula: Formula, frame: pd.DataFrame) -> np.ndarray:
     return total
 
 
-def _fixed_matrix(formula: Formula, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...], ModelSpec]:
+def _fixed_matrix(
+    formula: Formula, frame: pd.DataFrame
+) -> tuple[np.ndarray, tuple[str, ...], ModelSpec]:
     try:
-        mm = model_matrix(formula.fixed, frame, ensure_full_rank=True, na_action="raise", context=EVAL_CONTEXT)
+        mm = model_matrix(
+            formula.fixed, frame, ensure_full_rank=True, na_action="raise", context=EVAL_CONTEXT
+        )
     except Exception as err:  # formulaic's message names the failing term
-        raise DesignError(f"could not build the fixed-effects matrix of {formula.fixed!r}: {err}") from err
+        raise DesignError(
+            f"could not build the fixed-effects matrix of {formula.fixed!r}: {err}"
+        ) from err
     return np.asarray(mm, dtype=np.float64), r_names(list(mm.columns)), mm.model_spec
 
 

@@ -37,7 +37,9 @@ def as_frame(data: Any) -> pd.DataFrame:
         frame = data
     elif isinstance(data, Mapping):
         try:
-            frame = pd.DataFrame({str(k): np.asarray(v) if np.ndim(v) else [v] for k, v in data.items()})
+            frame = pd.DataFrame(
+                {str(k): np.asarray(v) if np.ndim(v) else [v] for k, v in data.items()}
+            )
         except ValueError as err:
             lengths = {str(k): len(np.atleast_1d(v)) for k, v in data.items()}
             raise DesignError(
@@ -142,7 +144,11 @@ def drop_missing(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
         )
         sub = sub.loc[~incomplete]
     return sub.apply(
-        lambda col: col.cat.remove_unused_categories() if isinstance(col.dtype, pd.CategoricalDtype) else col
+        lambda col: (
+            col.cat.remove_unused_categories()
+            if isinstance(col.dtype, pd.CategoricalDtype)
+            else col
+        )
     )
 
 

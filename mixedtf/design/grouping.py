@@ -12,6 +12,7 @@ observed combinations kept, as lme4 builds ``cask:batch``.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -86,7 +87,9 @@ def _label(value: object) -> str:
     return str(value)
 
 
-def factor_levels(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+def factor_levels(
+    frame: pd.DataFrame, factors: tuple[str, ...]
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """Level codes and labels of the (interaction) factor ``factors`` over ``frame``."""
     parts = [_value_labels(frame[f]) for f in factors]
     if len(parts) == 1:
@@ -109,14 +112,18 @@ def row_labels(frame: pd.DataFrame, factors: tuple[str, ...]) -> np.ndarray:
     return labels.to_numpy()
 
 
-def term_columns(term: RandomTerm, frame: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...], ModelSpec]:
+def term_columns(
+    term: RandomTerm, frame: pd.DataFrame
+) -> tuple[np.ndarray, tuple[str, ...], ModelSpec]:
     """The term's dense column block, its R names and the formulaic spec for new data."""
     try:
         mm = model_matrix(
             term.lhs_formula, frame, ensure_full_rank=True, na_action="raise", context=EVAL_CONTEXT
         )
     except Exception as err:  # formulaic's own message is the useful part
-        raise DesignError(f"could not build the columns of random term {term.source}: {err}") from err
+        raise DesignError(
+            f"could not build the columns of random term {term.source}: {err}"
+        ) from err
     return np.asarray(mm, dtype=np.float64), r_names(list(mm.columns)), mm.model_spec
 
 
@@ -131,17 +138,26 @@ def build_groupings(terms: tuple[RandomTerm, ...], frame: pd.DataFrame) -> list[
     for term in terms:
         codes, levels = factor_levels(frame, term.factors)
         z, colnames, spec = term_columns(term, frame)
-        columns = [tuple(range(z.shape[1]))] if term.correlated else [(c,) for c in range(z.shape[1])]
+        columns = (
+            [tuple(range(z.shape[1]))] if term.correlated else [(c,) for c in range(z.shape[1])]
+        )
         for index in columns:
             blocks.append(
                 GroupingSpec(
-                    name=term.group, factor=term.group, levels=levels, codes=codes,
-                    z=z[:, list(index)], colnames=tuple(colnames[c] for c in index),
-                    correlated=term.correlated, term=term, column_spec=spec, column_index=index,
+                    name=term.group,
+                    factor=term.group,
+                    levels=levels,
+                    codes=codes,
+                    z=z[:, list(index)],
+                    colnames=tuple(colnames[c] for c in index),
+                    correlated=term.correlated,
+                    term=term,
+                    column_spec=spec,
+                    column_index=index,
                 )
             )
     n_levels = [b.n_levels for b in blocks]
-    if any(b > a for a, b in zip(n_levels, n_levels[1:], strict=False)):
+    if any(b > a for a, b in itertools.pairwise(n_levels)):
         blocks = [blocks[i] for i in np.argsort(n_levels, kind="stable")[::-1]]
     names = make_unique([b.factor for b in blocks])
     return [replace(b, name=name) for b, name in zip(blocks, names, strict=True)]

@@ -53,10 +53,19 @@ def build_response(
         cols = [_numeric(evaluate(e, frame), e, family) for e in response.cbind]
         return np.column_stack(cols), None
     values = evaluate(response.expr, frame)
-    if isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object or (
-        pd.api.types.is_string_dtype(values.dtype) and not pd.api.types.is_numeric_dtype(values.dtype)
+    if (
+        isinstance(values.dtype, pd.CategoricalDtype)
+        or values.dtype == object
+        or (
+            pd.api.types.is_string_dtype(values.dtype)
+            and not pd.api.types.is_numeric_dtype(values.dtype)
+        )
     ):
-        cat = values.astype("category") if not isinstance(values.dtype, pd.CategoricalDtype) else values
+        cat = (
+            values.astype("category")
+            if not isinstance(values.dtype, pd.CategoricalDtype)
+            else values
+        )
         cat = cat.cat.remove_unused_categories()
         levels = tuple(str(c) for c in cat.cat.categories)
         if family == "binomial":

@@ -23,7 +23,9 @@ def parse_formula(text: str) -> Formula:
         FormulaSyntaxError: with a caret under the offending position.
     """
     if not isinstance(text, str):
-        raise TypeError(f"formula must be a string such as 'y ~ x + (1 | g)'; got {type(text).__name__}")
+        raise TypeError(
+            f"formula must be a string such as 'y ~ x + (1 | g)'; got {type(text).__name__}"
+        )
     if not text.strip():
         raise FormulaSyntaxError(
             "empty formula", text, 0, "Write a formula such as 'y ~ x + (1 | g)'."
@@ -50,11 +52,16 @@ def parse_formula(text: str) -> Formula:
         )
     if not rhs:
         raise FormulaSyntaxError(
-            "nothing on the right of '~'", text, len(text), "Write '~ 1' for an intercept-only model."
+            "nothing on the right of '~'",
+            text,
+            len(text),
+            "Write '~ 1' for an intercept-only model.",
         )
     response = _parse_response(text, lhs)
     fixed, random, offsets = _parse_rhs(text, rhs)
-    return Formula(text=text, response=response, fixed=fixed, random=tuple(random), offsets=tuple(offsets))
+    return Formula(
+        text=text, response=response, fixed=fixed, random=tuple(random), offsets=tuple(offsets)
+    )
 
 
 def _first_bar(tokens: list[Token], depth_wanted: int | None = 0) -> Token | None:
@@ -65,7 +72,11 @@ def _first_bar(tokens: list[Token], depth_wanted: int | None = 0) -> Token | Non
             depth += 1
         elif tok.kind == "RPAREN":
             depth -= 1
-        elif tok.kind == "OP" and tok.text in _BARS and (depth_wanted is None or depth == depth_wanted):
+        elif (
+            tok.kind == "OP"
+            and tok.text in _BARS
+            and (depth_wanted is None or depth == depth_wanted)
+        ):
             return tok
     return None
 
@@ -106,7 +117,11 @@ def _parse_response(text: str, lhs: list[Token]) -> Response:
     if bar is not None:
         raise _bar_outside(text, bar)
     expr = source_text(text, lhs)
-    if len(lhs) == 1 and lhs[0].kind == "CALL" and lhs[0].text.replace(" ", "").startswith("cbind("):
+    if (
+        len(lhs) == 1
+        and lhs[0].kind == "CALL"
+        and lhs[0].text.replace(" ", "").startswith("cbind(")
+    ):
         args = _split_call_args(lhs[0].text)
         if len(args) != 2 or not all(args):
             raise FormulaSyntaxError(
@@ -131,7 +146,10 @@ def _parse_rhs(text: str, rhs: list[Token]) -> tuple[str, list[RandomTerm], list
                 continue
             where = op.end if op is not None else rhs[0].start
             raise FormulaSyntaxError(
-                f"missing term after '{sign}'", text, where, "Remove the stray operator or add a term."
+                f"missing term after '{sign}'",
+                text,
+                where,
+                "Remove the stray operator or add a term.",
             )
         if _is_random_term(toks):
             if sign == "-":
@@ -242,7 +260,10 @@ def _parse_random_lhs(text: str, lhs: list[Token]) -> tuple[bool, tuple[str, ...
             covariates.append(piece)
     if not intercept and not covariates:
         raise FormulaSyntaxError(
-            "random-effects term with no columns", text, lhs[0].start, "Write (1 | g) or (0 + x | g)."
+            "random-effects term with no columns",
+            text,
+            lhs[0].start,
+            "Write (1 | g) or (0 + x | g).",
         )
     return intercept, tuple(covariates)
 

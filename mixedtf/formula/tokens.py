@@ -156,7 +156,9 @@ def _check_parentheses(formula: str, tokens: list[Token]) -> None:
         )
 
 
-def split_top_level(tokens: list[Token], ops: tuple[str, ...]) -> list[tuple[Token | None, list[Token]]]:
+def split_top_level(
+    tokens: list[Token], ops: tuple[str, ...]
+) -> list[tuple[Token | None, list[Token]]]:
     """Split ``tokens`` at operators in ``ops`` outside parentheses.
 
     Returns ``(operator token before the piece or None, piece tokens)`` pairs.

@@ -1,0 +1,100 @@
+"""``MixedLM``: the public model object, from an lme4 formula to a fit.
+
+The estimators are imported when ``fit`` runs, so building a model (formula and
+design) never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mixedtf.design import FAMILIES, Design, build_design
+from mixedtf.errors import DesignError
+from mixedtf.formula import Formula, parse_formula
+
+METHODS = ("mcem", "ml", "reml")
+
+
+class MixedLM:
+    """A mixed-effects model given by an lme4 formula.
+
+    >>> import mixedtf as mtf
+    >>> sleep = mtf.datasets.load("sleepstudy")
+    >>> model = mtf.MixedLM.from_formula("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> model.design.ngroups
+    {'Subject': 18}
+    """
+
+    def __init__(
+        self, formula: Formula, family: str = "gaussian", design: Design | None = None
+    ) -> None:
+        self.formula = formula
+        self.family = family
+        self.design = design
+
+    @classmethod
+    def from_formula(cls, formula: str, data: Any = None, family: str = "gaussian") -> MixedLM:
+        """Parse ``formula``; with ``data``, build the design at once so formula and data errors
+        surface here.
+
+        Raises:
+            FormulaSyntaxError: the formula does not parse (the message points at the position).
+            DesignError: the data do not fit the formula.
+        """
+        family = _family_name(family)
+        parsed = parse_formula(formula)
+        design = build_design(parsed, data, family) if data is not None else None
+        return cls(parsed, family, design)
+
+    def design_for(self, data: Any = None) -> Design:
+        """The design on ``data``, or the one built at construction when ``data`` is None."""
+        if data is not None:
+            return build_design(self.formula, data, self.family)
+        if self.design is None:
+            raise DesignError(
+                "no data: pass data to MixedLM.from_formula(formula, data) or to fit(data)."
+            )
+        return self.design
+
+    def fit(self, data: Any = None, method: str = "mcem", seed: int | None = None, **options: Any):
+        """Fit the model.
+
+        Args:
+            data: data to fit on; defaults to the data given to :meth:`from_formula`.
+            method: ``"ml"`` or ``"reml"`` for the exact Gaussian marginal likelihood
+                (profiled, as lme4's ``lmer``), ``"mcem"`` for Monte Carlo EM.
+            seed: seed of the stochastic estimators (the exact ones ignore it).
+            **options: estimator options.
+        """
+        method = str(method).lower()
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+        design = self.design_for(data)
+        if method in ("ml", "reml"):
+            if self.family != "gaussian":
+                raise ValueError(
+                    f"method={method!r} is the exact Gaussian likelihood; family is {self.family!r}. "
+                    "Use method='mcem'."
+                )
+            from mixedtf.fit import fit_marginal
+
+            return fit_marginal(design, reml=method == "reml", **options)
+        raise NotImplementedError(
+            "Monte Carlo EM (method='mcem') is not available in this version yet; for Gaussian "
+            "models use method='ml' or method='reml' (the exact marginal likelihood)."
+        )
+
+    def __repr__(self) -> str:
+        return f"MixedLM({str(self.formula)!r}, family={self.family!r})"
+
+
+def _family_name(family: Any) -> str:
+    name = getattr(family, "name", family)
+    if not isinstance(name, str) or name.lower() not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}; got {family!r}.")
+    return name.lower()
+
+
+def lmer(formula: str, data: Any, REML: bool = True, **options: Any):
+    """lme4's ``lmer``: fit a linear mixed model by REML (default) or ML."""
+    return MixedLM.from_formula(formula, data).fit(method="reml" if REML else "ml", **options)
