@@ -151,12 +151,13 @@ def _parse_rhs(text: str, rhs: list[Token]) -> tuple[str, list[RandomTerm], list
                 where,
                 "Remove the stray operator or add a term.",
             )
-        if _is_random_term(toks):
+        term_toks = _random_term_tokens(toks)
+        if term_toks is not None:
             if sign == "-":
                 raise FormulaSyntaxError(
                     "a random-effects term cannot be removed with '-'", text, op.start if op else 0
                 )
-            random.extend(_parse_random_term(text, toks))
+            random.extend(_parse_random_term(text, term_toks))
             continue
         bar = _first_bar(toks, 0)
         if bar is not None:
@@ -190,8 +191,8 @@ def _join_fixed(parts: list[tuple[str, str]]) -> str:
     return out
 
 
-def _is_random_term(toks: list[Token]) -> bool:
-    """True for ``( ... | ... )`` with the bar directly inside the outer parentheses."""
+def _wrapped(toks: list[Token]) -> bool:
+    """True when the first '(' of ``toks`` closes at the last token."""
     if len(toks) < 2 or toks[0].kind != "LPAREN" or toks[-1].kind != "RPAREN":
         return False
     depth = 0
@@ -201,15 +202,22 @@ def _is_random_term(toks: list[Token]) -> bool:
         elif tok.kind == "RPAREN":
             depth -= 1
             if depth == 0 and i != len(toks) - 1:
-                return False  # "(a) + ..." style: the first paren closes early
-    return _first_bar(toks[1:-1], 0) is not None
+                return False  # "(a) * (b)": the first parenthesis closes early
+    return True
+
+
+def _random_term_tokens(toks: list[Token]) -> list[Token] | None:
+    """``( ... | ... )`` with redundant outer parentheses removed, or None if not a random term."""
+    while _wrapped(toks) and _wrapped(toks[1:-1]):
+        toks = toks[1:-1]
+    return toks if _wrapped(toks) and _first_bar(toks[1:-1], 0) is not None else None
 
 
 def _parse_random_term(text: str, toks: list[Token]) -> list[RandomTerm]:
     inner = toks[1:-1]
     bars = [t for t in inner if t.kind == "OP" and t.text in _BARS]
     bar = _first_bar(inner, 0)
-    assert bar is not None  # guaranteed by _is_random_term
+    assert bar is not None  # guaranteed by _random_term_tokens
     if len(bars) > 1:
         raise FormulaSyntaxError(
             "a random-effects term has one '|'", text, bars[1].start, "Split it into two terms."
