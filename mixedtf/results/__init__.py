@@ -1,0 +1,5 @@
+"""Results of a fit: numbers (``MixedLMResults``) and fit diagnostics (``FitInfo``)."""
+
+from mixedtf.results.results import FitInfo, MixedLMResults
+
+__all__ = ["FitInfo", "MixedLMResults"]

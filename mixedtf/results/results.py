@@ -1,0 +1,188 @@
+"""``MixedLMResults``: the numbers of a fit, whichever estimator produced them.
+
+Vocabulary follows lme4: ``fixef()``, ``vcov()``, ``varcorr()``, ``ranef()``,
+``sigma``, ``loglik``, ``deviance``, ``aic``, ``bic``, ``nobs``, ``ngroups``, ``theta``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mixedtf.design import Design
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    """How a fit went: method, convergence, effort and time.
+
+    ``iterations`` counts optimiser iterations (EM iterations for MCEM) and
+    ``n_evaluations`` objective evaluations; ``wall_time`` is seconds for the whole fit.
+    """
+
+    method: str
+    converged: bool
+    iterations: int
+    n_evaluations: int
+    wall_time: float
+    optimizer: str
+    message: str = ""
+    device: str = "cpu"
+    seed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class MixedLMResults:
+    """A fitted mixed model.
+
+    Args:
+        design: the design the model was fitted on.
+        method: ``"ml"``, ``"reml"`` or ``"mcem"``.
+        beta, beta_cov: fixed effects and their covariance (lme4's ``vcov``).
+        theta: lme4's theta (relative covariance factors, column-wise lower triangles).
+        sigma: residual standard deviation.
+        covariances: per grouping, the ``k x k`` covariance matrix of its random effects.
+        modes: per grouping, ``n_levels x k`` conditional modes.
+        loglik: log-likelihood (the REML criterion's for REML fits, as lme4).
+        deviance: ``-2`` times the ML log-likelihood at the estimates.
+        conditional_covariances: callable returning per-grouping ``n_levels x k x k``
+            conditional covariances (computed on first use).
+    """
+
+    def __init__(
+        self,
+        *,
+        design: Design,
+        method: str,
+        beta: np.ndarray,
+        beta_cov: np.ndarray,
+        theta: np.ndarray,
+        theta_names: list[str],
+        sigma: float,
+        covariances: list[np.ndarray],
+        modes: list[np.ndarray],
+        loglik: float,
+        deviance: float,
+        fit_info: FitInfo,
+        conditional_covariances: Callable[[], list[np.ndarray]] | None = None,
+        reml_criterion: float | None = None,
+    ) -> None:
+        self.design = design
+        self.method = method
+        self._beta = np.asarray(beta, dtype=np.float64)
+        self._beta_cov = np.asarray(beta_cov, dtype=np.float64)
+        self.theta = pd.Series(np.asarray(theta, dtype=np.float64), index=theta_names, name="theta")
+        self.sigma = float(sigma)
+        self.covariances = [np.atleast_2d(c) for c in covariances]
+        self._modes = modes
+        self.loglik = float(loglik)
+        self.deviance = float(deviance)
+        self.reml_criterion = reml_criterion
+        self.fit_info = fit_info
+        self._condcov_fn = conditional_covariances
+
+    # -- sizes -----------------------------------------------------------------
+    @property
+    def nobs(self) -> int:
+        return self.design.nobs
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        return self.design.ngroups
+
+    @property
+    def df_model(self) -> int:
+        """Number of parameters: fixed effects, theta and the residual SD (lme4's logLik df)."""
+        return self._beta.size + self.theta.size + 1
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.df_model
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + np.log(self.nobs) * self.df_model
+
+    # -- fixed effects ---------------------------------------------------------
+    def fixef(self) -> pd.Series:
+        """Fixed-effects estimates, by R column name."""
+        return pd.Series(self._beta, index=list(self.design.fixed_names), name="fixef")
+
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed effects (lme4's ``vcov``)."""
+        names = list(self.design.fixed_names)
+        return pd.DataFrame(self._beta_cov, index=names, columns=names)
+
+    def bse(self) -> pd.Series:
+        """Standard errors of the fixed effects."""
+        return pd.Series(np.sqrt(np.diag(self._beta_cov)), index=list(self.design.fixed_names))
+
+    # -- variance components ---------------------------------------------------
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components in the shape of R's ``as.data.frame(VarCorr(m))``.
+
+        Columns ``grp, var1, var2, vcov, sdcor``: per group the variances (``var2`` None,
+        ``sdcor`` the SD), then the covariances (``sdcor`` the correlation); last the
+        residual row.
+        """
+        rows = []
+        for g, cov in zip(self.design.groupings, self.covariances, strict=True):
+            sd = np.sqrt(np.diag(cov))
+            for a in range(g.k):
+                rows.append((g.name, g.colnames[a], None, cov[a, a], sd[a]))
+            for a in range(g.k):
+                for b in range(a + 1, g.k):
+                    denom = sd[a] * sd[b]
+                    corr = cov[b, a] / denom if denom > 0 else np.nan
+                    rows.append((g.name, g.colnames[a], g.colnames[b], cov[b, a], corr))
+        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    # -- random effects --------------------------------------------------------
+    @cached_property
+    def _condcov(self) -> list[np.ndarray]:
+        if self._condcov_fn is None:
+            raise NotImplementedError("this fit does not provide conditional variances")
+        return self._condcov_fn()
+
+    def ranef(self, condvar: bool = False) -> dict[str, pd.DataFrame] | pd.DataFrame:
+        """Conditional modes of the random effects.
+
+        Returns a dict keyed by grouping factor (as lme4's ``ranef(m)``), each a DataFrame
+        indexed by level label with one column per term. With ``condvar=True``, a long
+        DataFrame as R's ``as.data.frame(ranef(m, condVar = TRUE))``: columns
+        ``grpvar, term, grp, condval, condsd``.
+        """
+        if condvar:
+            parts = []
+            for g, mode, cov in zip(self.design.groupings, self._modes, self._condcov, strict=True):
+                sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+                for c, term in enumerate(g.colnames):
+                    parts.append(
+                        pd.DataFrame(
+                            {
+                                "grpvar": g.factor,
+                                "term": term,
+                                "grp": list(g.levels),
+                                "condval": mode[:, c],
+                                "condsd": sd[:, c],
+                            }
+                        )
+                    )
+            return pd.concat(parts, ignore_index=True)
+        out: dict[str, pd.DataFrame] = {}
+        for g, mode in zip(self.design.groupings, self._modes, strict=True):
+            frame = pd.DataFrame(mode, index=pd.Index(list(g.levels), name=g.factor), columns=list(g.colnames))
+            out[g.factor] = pd.concat([out[g.factor], frame], axis=1) if g.factor in out else frame
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"<MixedLMResults {self.method.upper()} {self.design.formula.text!r}: "
+            f"logLik={self.loglik:.4f}, nobs={self.nobs}>"
+        )
