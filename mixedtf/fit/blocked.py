@@ -29,10 +29,12 @@ independent of n. Memory: a few dense ``r x r`` float64 matrices. For InstEval
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
+from scipy.linalg.lapack import dpotrf
 
 from mixedtf.design import Design, GroupingSpec
 from mixedtf.errors import ModelTooLargeError
@@ -68,7 +70,7 @@ class CrossProducts:
     A11: np.ndarray
     AR1: sp.csr_matrix
     ARR: np.ndarray
-    schur_map: sp.csc_matrix | None  # scalar first term: vec(A_R1 diag(w) A_1R) = K w
+    schur_map: tuple[sp.csc_matrix, np.ndarray] | None  # scalar first term: (K, column order)
 
     @property
     def r(self) -> int:
@@ -113,62 +115,99 @@ def _sorted_csc(A: sp.spmatrix) -> sp.csc_matrix:
     return out
 
 
-def _schur_map(AR1: sp.csc_matrix, r: int) -> sp.csc_matrix:
-    """Sparse ``K`` (``r*r x q1``) with ``K @ w`` = lower triangle of ``A_R1 diag(w) A_1R``, flattened.
+def _schur_map(AR1: sp.csc_matrix, r: int) -> tuple[sp.csc_matrix, np.ndarray]:
+    """Sparse ``K`` (``r*r x q1``) with ``K @ w[order]`` = lower triangle of
+    ``A_R1 diag(w) A_1R``, flattened row-major.
 
     Every pair of non-zeros in one column ``s`` of ``A_R1`` contributes
     ``A[i, s] A[j, s] w_s`` to entry ``(i, j)``; the pairs are fixed, so one sparse
-    mat-vec per evaluation replaces a sparse-sparse product.
+    mat-vec per evaluation replaces a sparse-sparse product. Columns with the same
+    number of non-zeros are processed together, so ``K``'s columns follow ``order``.
     """
     counts = np.diff(AR1.indptr)
-    col_of = np.repeat(np.arange(AR1.shape[1]), counts)
-    pos = np.arange(AR1.nnz) - np.repeat(AR1.indptr[:-1], counts)  # position within its column
-    a = np.repeat(np.arange(AR1.nnz), pos + 1)  # entry a pairs with entries b <= a in its column
-    starts = np.repeat(AR1.indptr[:-1][col_of], pos + 1)
-    ramp = np.arange(a.size) - np.repeat(np.cumsum(pos + 1) - (pos + 1), pos + 1)
-    b = starts + ramp
-    rows, cols = AR1.indices[a], AR1.indices[b]  # indices sorted per column: rows >= cols
-    values = AR1.data[a] * AR1.data[b]
-    # pairs come out column by column, so K is built in CSC form without sorting
-    indptr = np.concatenate([[0], np.cumsum(counts * (counts + 1) // 2)])
-    return sp.csc_matrix((values, rows.astype(np.int64) * r + cols, indptr), shape=(r * r, AR1.shape[1]))
+    order = np.argsort(counts, kind="stable")
+    rows_parts, values_parts, pair_counts = [], [], []
+    for c in np.unique(counts):
+        cols = order[counts[order] == c]
+        if c == 0:
+            pair_counts.append(np.zeros(cols.size, dtype=np.int64))
+            continue
+        at = AR1.indptr[cols][:, None] + np.arange(c)
+        idx, val = AR1.indices[at].astype(np.int64), AR1.data[at]
+        ti, tj = np.tril_indices(c)  # indices sorted within a column: idx[:, ti] >= idx[:, tj]
+        rows_parts.append((idx[:, ti] * r + idx[:, tj]).ravel())
+        values_parts.append((val[:, ti] * val[:, tj]).ravel())
+        pair_counts.append(np.full(cols.size, ti.size, dtype=np.int64))
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(pair_counts))])
+    rows = np.concatenate(rows_parts) if rows_parts else np.zeros(0, dtype=np.int64)
+    values = np.concatenate(values_parts) if values_parts else np.zeros(0)
+    K = sp.csc_matrix((values, rows, indptr), shape=(r * r, AR1.shape[1]))
+    return K, order
 
 
 @dataclass(frozen=True, eq=False)
 class Factorization:
-    """The blocked Cholesky factor at one theta."""
+    """The blocked Cholesky factor at one theta.
+
+    ``L_S = diag(row_scale) L_raw`` when the other terms are scalar with positive theta
+    (then ``L_raw`` factors ``G + diag(theta^-2)`` and the scaling is applied lazily);
+    the X and y rows have scale 1, so ``R_X``, beta and ``r^2`` read ``L_raw`` directly.
+    """
 
     theta: np.ndarray
     Ts: list[np.ndarray]
     L11: np.ndarray  # L1 x k1 x k1 lower factors of T1' A_l T1 + I
-    LS: np.ndarray  # r x r lower factor of the Schur complement over (rest, X, y)
-    Lambda_R: sp.csr_matrix  # r x r block-diagonal relative factor of (rest, X, y)
+    L_raw: np.ndarray  # r x r lower factor over (other terms, X, y)
+    row_scale: np.ndarray | None
     q_rest: int  # random effects eliminated densely (terms after the first)
+    groupings: tuple[GroupingSpec, ...]
+
+    @cached_property
+    def LS(self) -> np.ndarray:
+        """Lower Cholesky factor of the Schur complement over (other terms, X, y)."""
+        return self.L_raw if self.row_scale is None else self.L_raw * self.row_scale[:, None]
+
+    @property
+    def Lambda_R(self) -> sp.csr_matrix:
+        """Block-diagonal relative factor of (other terms, X, y), ``r x r``."""
+        return _lambda_rest(self.Ts[1:], self.groupings[1:], self.L_raw.shape[0] - self.q_rest - 1)
 
     def logdet_L(self) -> float:
         """``log|L_theta|^2``."""
         q = self.q_rest
         d1 = np.diagonal(self.L11, axis1=1, axis2=2)
-        return 2.0 * (np.log(d1).sum() + np.log(np.diag(self.LS)[:q]).sum())
+        d_rest = np.log(np.diag(self.L_raw)[:q]).sum()
+        if self.row_scale is not None:
+            d_rest += np.log(self.row_scale[:q]).sum()
+        return 2.0 * (np.log(d1).sum() + d_rest)
 
     def logdet_RX(self) -> float:
         """``log|R_X|^2``."""
-        q = self.q_rest
-        return 2.0 * np.log(np.diag(self.LS)[q:-1]).sum()
+        return 2.0 * np.log(np.diag(self.L_raw)[self.q_rest : -1]).sum()
 
     def pwrss(self) -> float:
         """Penalised weighted residual sum of squares ``r^2(theta)``."""
-        return float(self.LS[-1, -1] ** 2)
+        return float(self.L_raw[-1, -1] ** 2)
+
+    @property
+    def RX_lower(self) -> np.ndarray:
+        """``R_X'`` (lower triangular, ``p x p``)."""
+        q = self.q_rest
+        return self.L_raw[q:-1, q:-1]
 
     def beta(self) -> np.ndarray:
         """``beta_hat(theta)`` from ``R_X' beta = r_Xy``."""
         q = self.q_rest
-        LX = self.LS[q:-1, q:-1]
-        return la.solve_triangular(LX, self.LS[-1, q:-1], lower=True, trans="T")
+        return la.solve_triangular(self.RX_lower, self.L_raw[-1, q:-1], lower=True, trans="T")
 
 
-def _lambda_rest(Ts: list[np.ndarray], groupings: tuple[GroupingSpec, ...], p: int) -> sp.csr_matrix:
-    blocks = [sp.kron(sp.identity(g.n_levels), sp.csr_matrix(T)) for g, T in zip(groupings, Ts, strict=True)]
+def _lambda_rest(
+    Ts: list[np.ndarray], groupings: tuple[GroupingSpec, ...], p: int
+) -> sp.csr_matrix:
+    blocks = [
+        sp.kron(sp.identity(g.n_levels), sp.csr_matrix(T))
+        for g, T in zip(groupings, Ts, strict=True)
+    ]
     blocks.append(sp.identity(p + 1))
     return sp.block_diag(blocks, format="csr")
 
@@ -185,29 +224,51 @@ def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization | None:
         return None
     # W_l = T1 M_l^{-1} T1'
     if cp.schur_map is not None:
-        w = (T1[0, 0] ** 2) / M[:, 0, 0]
-        G = cp.ARR - (cp.schur_map @ w).reshape(cp.r, cp.r)  # lower triangle valid
+        K, order = cp.schur_map
+        w = (T1[0, 0] ** 2) / M[order, 0, 0]
+        G = (K @ w).reshape(cp.r, cp.r)
+        np.subtract(cp.ARR, G, out=G)  # lower triangle valid
     else:
         Minv_T1t = np.linalg.solve(M, np.broadcast_to(T1.T, M.shape))
         W = np.einsum("ij,ljk->lik", T1, Minv_T1t)
         Wsp = sp.block_diag(list(W), format="csr")
         G = cp.ARR - (cp.AR1 @ Wsp @ cp.AR1.T).toarray()
-    Lambda_R = _lambda_rest(Ts[1:], cp.groupings[1:], cp.p)
-    if all(T.shape == (1, 1) for T in Ts[1:]):
-        s = Lambda_R.diagonal()
-        G *= s[:, None]
-        G *= s[None, :]
+    rest = cp.groupings[1:]
+    diag = np.arange(cp.q_rest)
+    scale = None
+    if all(g.k == 1 for g in rest):
+        scale = np.concatenate(
+            [np.repeat([T[0, 0] for T in Ts[1:]], [g.n_levels for g in rest]), np.ones(cp.p + 1)]
+        )
+    if scale is not None and scale.min() > 0:
+        # S = D G D + diag(I, 0) = D (G + diag(D^-2, 0)) D: factor the bracket, L_S = D L_G
+        G[diag, diag] += scale[: cp.q_rest] ** -2
         S = G
     else:
-        S = np.asarray((Lambda_R.T @ (Lambda_R.T @ G).T).T)
-    S[np.arange(cp.q_rest), np.arange(cp.q_rest)] += 1.0
-    try:
-        LS = la.cholesky(S, lower=True, overwrite_a=True, check_finite=False)
-    except la.LinAlgError:
+        if scale is not None:
+            G *= scale[:, None]
+            G *= scale[None, :]
+            S = G
+        else:
+            Lam = _lambda_rest(Ts[1:], rest, cp.p)
+            S = np.ascontiguousarray((Lam.T @ (Lam.T @ G).T).T)
+        S[diag, diag] += 1.0
+        scale = None
+    # S is C-ordered with a valid lower triangle: its transpose is Fortran-ordered with a
+    # valid upper triangle, which LAPACK factors in place as U'U (U = L').
+    U, info = dpotrf(S.T, lower=0, clean=1, overwrite_a=1)
+    if info != 0 or not np.isfinite(U[-1, -1]):
         return None
-    if not np.isfinite(LS[-1, -1]):
-        return None
-    return Factorization(theta=theta, Ts=Ts, L11=L11, LS=LS, Lambda_R=Lambda_R, q_rest=cp.q_rest)
+    LS = U.T
+    return Factorization(
+        theta=theta,
+        Ts=Ts,
+        L11=L11,
+        L_raw=LS,
+        row_scale=scale,
+        q_rest=cp.q_rest,
+        groupings=cp.groupings,
+    )
 
 
 def profiled_deviance(f: Factorization | None, n: int, p: int, reml: bool) -> float:

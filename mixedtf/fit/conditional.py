@@ -72,6 +72,5 @@ def conditional_covariances(cp: CrossProducts, f: Factorization, sigma: float) -
             H = la.solve_triangular(LZ, V, lower=True).reshape(q, hi - lo, k)
             Minv[lo:hi] += np.einsum("ila,ilb->lab", H, H)
     return [
-        sigma**2 * np.einsum("ij,ljk,mk->lim", T, B, T)
-        for T, B in zip(f.Ts, blocks_u, strict=True)
+        sigma**2 * np.einsum("ij,ljk,mk->lim", T, B, T) for T, B in zip(f.Ts, blocks_u, strict=True)
     ]

@@ -45,7 +45,9 @@ def _check_gaussian(design: Design) -> None:
             f"{design.family!r}. Use method='mcem'."
         )
     if not design.groupings:
-        raise ValueError("the formula has no random-effects term such as (1 | g); nothing to integrate.")
+        raise ValueError(
+            "the formula has no random-effects term such as (1 | g); nothing to integrate."
+        )
 
 
 def fit_marginal(
@@ -53,7 +55,7 @@ def fit_marginal(
     reml: bool = True,
     start: np.ndarray | None = None,
     max_evaluations: int = 2000,
-    tolerance: float = 1e-7,
+    tolerance: float = 1e-5,
     max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES,
 ) -> MixedLMResults:
     """Fit a Gaussian mixed model by ML (``reml=False``) or REML.
@@ -92,14 +94,16 @@ def fit_marginal(
         bounds=Bounds(lower, np.full(lower.size, np.inf)),
         options={
             "maxfev": max_evaluations,
-            "initial_tr_radius": 0.2 * scale,
+            "initial_tr_radius": 0.1 * scale,
             "final_tr_radius": tolerance * scale,
         },
     )
     theta = np.maximum(result.x, lower)
     f = factorize(cp, theta)
     if f is None:  # cannot happen at a finite optimum; guard against a failed optimiser
-        raise RuntimeError(f"the optimiser ended at a theta where Omega is not positive definite: {theta}")
+        raise RuntimeError(
+            f"the optimiser ended at a theta where Omega is not positive definite: {theta}"
+        )
     info = FitInfo(
         method="reml" if reml else "ml",
         converged=bool(result.success),
@@ -127,13 +131,13 @@ def fit_marginal(
     return _results(design, cp, f, reml, info)
 
 
-def _results(design: Design, cp: CrossProducts, f: Factorization, reml: bool, info: FitInfo) -> MixedLMResults:
+def _results(
+    design: Design, cp: CrossProducts, f: Factorization, reml: bool, info: FitInfo
+) -> MixedLMResults:
     n, p = design.X.shape
     r2 = f.pwrss()
     sigma = np.sqrt(r2 / (n - p if reml else n))
-    q = f.q_rest
-    LX = f.LS[q:-1, q:-1]
-    LX_inv = la.solve_triangular(LX, np.eye(p), lower=True)
+    LX_inv = la.solve_triangular(f.RX_lower, np.eye(p), lower=True)
     deviance_ml = profiled_deviance(f, n, p, reml=False)
     criterion = profiled_deviance(f, n, p, reml) if reml else None
     return MixedLMResults(
@@ -180,12 +184,13 @@ def marginal_loglik(model: Any, params: dict[str, Any], reml: bool = False) -> f
     if f is None:
         return -np.inf
     n, p = design.X.shape
-    q = f.q_rest
     if reml:
         nmp = n - p
         r2 = f.pwrss()
-        return -0.5 * (nmp * np.log(2 * np.pi * sigma**2) + f.logdet_L() + f.logdet_RX() + r2 / sigma**2)
+        return -0.5 * (
+            nmp * np.log(2 * np.pi * sigma**2) + f.logdet_L() + f.logdet_RX() + r2 / sigma**2
+        )
     beta = np.asarray(params["beta"], dtype=np.float64)
-    delta = f.LS[q:-1, q:-1].T @ (beta - f.beta())
+    delta = f.RX_lower.T @ (beta - f.beta())
     r2 = f.pwrss() + float(delta @ delta)
     return -0.5 * (n * np.log(2 * np.pi * sigma**2) + f.logdet_L() + r2 / sigma**2)

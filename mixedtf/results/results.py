@@ -177,7 +177,9 @@ class MixedLMResults:
             return pd.concat(parts, ignore_index=True)
         out: dict[str, pd.DataFrame] = {}
         for g, mode in zip(self.design.groupings, self._modes, strict=True):
-            frame = pd.DataFrame(mode, index=pd.Index(list(g.levels), name=g.factor), columns=list(g.colnames))
+            frame = pd.DataFrame(
+                mode, index=pd.Index(list(g.levels), name=g.factor), columns=list(g.colnames)
+            )
             out[g.factor] = pd.concat([out[g.factor], frame], axis=1) if g.factor in out else frame
         return out
 
