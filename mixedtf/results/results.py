@@ -126,7 +126,7 @@ class MixedLMResults:
     def varcorr(self) -> pd.DataFrame:
         """Variance components in the shape of R's ``as.data.frame(VarCorr(m))``.
 
-        Columns ``grp, var1, var2, vcov, sdcor``: per group the variances (``var2`` None,
+        Columns ``grp, var1, var2, vcov, sdcor``: per group the variances (``var2`` NA,
         ``sdcor`` the SD), then the covariances (``sdcor`` the correlation); last the
         residual row.
         """
@@ -134,13 +134,13 @@ class MixedLMResults:
         for g, cov in zip(self.design.groupings, self.covariances, strict=True):
             sd = np.sqrt(np.diag(cov))
             for a in range(g.k):
-                rows.append((g.name, g.colnames[a], None, cov[a, a], sd[a]))
+                rows.append((g.name, g.colnames[a], pd.NA, cov[a, a], sd[a]))
             for a in range(g.k):
                 for b in range(a + 1, g.k):
                     denom = sd[a] * sd[b]
                     corr = cov[b, a] / denom if denom > 0 else np.nan
                     rows.append((g.name, g.colnames[a], g.colnames[b], cov[b, a], corr))
-        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        rows.append(("Residual", pd.NA, pd.NA, self.sigma**2, self.sigma))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
     # -- random effects --------------------------------------------------------
