@@ -126,21 +126,25 @@ def _schur_map(AR1: sp.csc_matrix, r: int) -> tuple[sp.csc_matrix, np.ndarray]:
     """
     counts = np.diff(AR1.indptr)
     order = np.argsort(counts, kind="stable")
-    rows_parts, values_parts, pair_counts = [], [], []
-    for c in np.unique(counts):
+    pairs = counts[order] * (counts[order] + 1) // 2
+    indptr = np.concatenate([[0], np.cumsum(pairs)])
+    index_dtype = np.int32 if r * r < 2**31 else np.int64
+    rows = np.empty(indptr[-1], dtype=index_dtype)
+    values = np.empty(indptr[-1])
+    at = 0
+    for c in np.unique(counts[counts > 0]):
         cols = order[counts[order] == c]
-        if c == 0:
-            pair_counts.append(np.zeros(cols.size, dtype=np.int64))
-            continue
-        at = AR1.indptr[cols][:, None] + np.arange(c)
-        idx, val = AR1.indices[at].astype(np.int64), AR1.data[at]
+        entries = AR1.indptr[cols][:, None] + np.arange(c)
+        idx, val = AR1.indices[entries].astype(index_dtype), AR1.data[entries]
         ti, tj = np.tril_indices(c)  # indices sorted within a column: idx[:, ti] >= idx[:, tj]
-        rows_parts.append((idx[:, ti] * r + idx[:, tj]).ravel())
-        values_parts.append((val[:, ti] * val[:, tj]).ravel())
-        pair_counts.append(np.full(cols.size, ti.size, dtype=np.int64))
-    indptr = np.concatenate([[0], np.cumsum(np.concatenate(pair_counts))])
-    rows = np.concatenate(rows_parts) if rows_parts else np.zeros(0, dtype=np.int64)
-    values = np.concatenate(values_parts) if values_parts else np.zeros(0)
+        size = cols.size * ti.size
+        np.add(
+            idx[:, ti] * index_dtype(r),
+            idx[:, tj],
+            out=rows[at : at + size].reshape(cols.size, ti.size),
+        )
+        np.multiply(val[:, ti], val[:, tj], out=values[at : at + size].reshape(cols.size, ti.size))
+        at += size
     K = sp.csc_matrix((values, rows, indptr), shape=(r * r, AR1.shape[1]))
     return K, order
 
@@ -170,16 +174,12 @@ class Factorization:
     @property
     def Lambda_R(self) -> sp.csr_matrix:
         """Block-diagonal relative factor of (other terms, X, y), ``r x r``."""
-        return _lambda_rest(self.Ts[1:], self.groupings[1:], self.L_raw.shape[0] - self.q_rest - 1)
+        return _lambda_rest(self.Ts[1:], self.groupings[1:], self.L_raw.shape[0] - self.q_rest)
 
     def logdet_L(self) -> float:
         """``log|L_theta|^2``."""
-        q = self.q_rest
         d1 = np.diagonal(self.L11, axis1=1, axis2=2)
-        d_rest = np.log(np.diag(self.L_raw)[:q]).sum()
-        if self.row_scale is not None:
-            d_rest += np.log(self.row_scale[:q]).sum()
-        return 2.0 * (np.log(d1).sum() + d_rest)
+        return 2.0 * np.log(d1).sum() + logdet_dense(self.L_raw, self.row_scale, self.q_rest)
 
     def logdet_RX(self) -> float:
         """``log|R_X|^2``."""
@@ -202,19 +202,24 @@ class Factorization:
 
 
 def _lambda_rest(
-    Ts: list[np.ndarray], groupings: tuple[GroupingSpec, ...], p: int
+    Ts: list[np.ndarray], groupings: tuple[GroupingSpec, ...], n_unscaled: int
 ) -> sp.csr_matrix:
     blocks = [
         sp.kron(sp.identity(g.n_levels), sp.csr_matrix(T))
         for g, T in zip(groupings, Ts, strict=True)
     ]
-    blocks.append(sp.identity(p + 1))
+    if n_unscaled:
+        blocks.append(sp.identity(n_unscaled))
     return sp.block_diag(blocks, format="csr")
 
 
-def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization | None:
-    """The blocked Cholesky factor at ``theta`` (None when not positive definite)."""
-    Ts = factors(theta, cp.groupings)
+def eliminate_first(
+    cp: CrossProducts, Ts: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Factor the first term's blocks and form ``G = A_RR - A_R1 W A_1R`` (lower triangle valid).
+
+    Returns ``(L11, G)``, or None when a block is not positive definite.
+    """
     T1 = Ts[0]
     k1 = T1.shape[0]
     M = np.einsum("ji,ljk,km->lim", T1, cp.A11, T1) + np.eye(k1)
@@ -227,22 +232,34 @@ def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization | None:
         K, order = cp.schur_map
         w = (T1[0, 0] ** 2) / M[order, 0, 0]
         G = (K @ w).reshape(cp.r, cp.r)
-        np.subtract(cp.ARR, G, out=G)  # lower triangle valid
+        np.subtract(cp.ARR, G, out=G)
     else:
         Minv_T1t = np.linalg.solve(M, np.broadcast_to(T1.T, M.shape))
         W = np.einsum("ij,ljk->lik", T1, Minv_T1t)
         Wsp = sp.block_diag(list(W), format="csr")
         G = cp.ARR - (cp.AR1 @ Wsp @ cp.AR1.T).toarray()
-    rest = cp.groupings[1:]
-    diag = np.arange(cp.q_rest)
+    return L11, G
+
+
+def factor_dense(
+    G: np.ndarray, Ts: list[np.ndarray], groupings: tuple[GroupingSpec, ...], n_unscaled: int
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Lower Cholesky factor of ``S = Lambda' G Lambda + diag(I_q, 0)``, overwriting ``G``.
+
+    ``Lambda = blockdiag(I (x) T_j, I_{n_unscaled})`` over ``groupings`` and the trailing
+    unscaled columns (X and y). Only ``G``'s lower triangle is read. For scalar terms with
+    positive theta, ``S = D (G + diag(D^-2, 0)) D`` and the returned ``(L_raw, scale)``
+    satisfy ``L_S = diag(scale) L_raw``; otherwise ``scale`` is None and ``L_raw = L_S``.
+    """
+    q = sum(g.n_levels * g.k for g in groupings)
+    diag = np.arange(q)
     scale = None
-    if all(g.k == 1 for g in rest):
+    if all(g.k == 1 for g in groupings):
         scale = np.concatenate(
-            [np.repeat([T[0, 0] for T in Ts[1:]], [g.n_levels for g in rest]), np.ones(cp.p + 1)]
+            [np.repeat([T[0, 0] for T in Ts], [g.n_levels for g in groupings]), np.ones(n_unscaled)]
         )
     if scale is not None and scale.min() > 0:
-        # S = D G D + diag(I, 0) = D (G + diag(D^-2, 0)) D: factor the bracket, L_S = D L_G
-        G[diag, diag] += scale[: cp.q_rest] ** -2
+        G[diag, diag] += scale[:q] ** -2
         S = G
     else:
         if scale is not None:
@@ -250,7 +267,7 @@ def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization | None:
             G *= scale[None, :]
             S = G
         else:
-            Lam = _lambda_rest(Ts[1:], rest, cp.p)
+            Lam = _lambda_rest(Ts, groupings, n_unscaled)
             S = np.ascontiguousarray((Lam.T @ (Lam.T @ G).T).T)
         S[diag, diag] += 1.0
         scale = None
@@ -259,12 +276,33 @@ def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization | None:
     U, info = dpotrf(S.T, lower=0, clean=1, overwrite_a=1)
     if info != 0 or not np.isfinite(U[-1, -1]):
         return None
-    LS = U.T
+    return U.T, scale
+
+
+def logdet_dense(L_raw: np.ndarray, scale: np.ndarray | None, q: int) -> float:
+    """``log|L_S|^2`` over the first ``q`` (random-effect) rows of a dense factor."""
+    out = np.log(np.diag(L_raw)[:q]).sum()
+    if scale is not None:
+        out += np.log(scale[:q]).sum()
+    return 2.0 * out
+
+
+def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization | None:
+    """The blocked Cholesky factor at ``theta`` (None when not positive definite)."""
+    Ts = factors(theta, cp.groupings)
+    first = eliminate_first(cp, Ts)
+    if first is None:
+        return None
+    L11, G = first
+    dense = factor_dense(G, Ts[1:], cp.groupings[1:], cp.p + 1)
+    if dense is None:
+        return None
+    L_raw, scale = dense
     return Factorization(
         theta=theta,
         Ts=Ts,
         L11=L11,
-        L_raw=LS,
+        L_raw=L_raw,
         row_scale=scale,
         q_rest=cp.q_rest,
         groupings=cp.groupings,
