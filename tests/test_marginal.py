@@ -262,3 +262,40 @@ def test_same_fit_from_model_data_or_fit_data(sleepstudy):
         warnings.simplefilter("error")
         b = mtf.MixedLM.from_formula("Reaction ~ Days + (1|Subject)").fit(sleepstudy, method="ml")
     assert a.loglik == b.loglik
+
+
+def _three_factors(seed: int = 11, n: int = 1500):
+    rng = np.random.default_rng(seed)
+    g1, g2, g3 = rng.integers(0, 150, n), rng.integers(0, 40, n), rng.integers(0, 5, n)
+    x = rng.normal(size=n)
+    y = (
+        2.0
+        + 0.3 * x
+        + 0.5 * rng.normal(size=150)[g1]
+        + 0.7 * rng.normal(size=40)[g2]
+        + 0.2 * x * rng.normal(size=40)[g2]
+        + 0.4 * rng.normal(size=5)[g3]
+        + 0.3 * x * rng.normal(size=5)[g3]
+        + rng.normal(size=n)
+    )
+    return pd.DataFrame({"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str), "g3": g3.astype(str)})
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ x + (1|g1) + (1|g2) + (1|g3)",  # scalar lead and tail (InstEval's shape)
+        "y ~ x + (1|g1) + (x|g2) + (1|g3)",  # vector lead
+        "y ~ x + (1|g1) + (1|g2) + (x|g3)",  # vector tail: inner COBYQA
+    ],
+)
+@pytest.mark.parametrize("reml", [False, True])
+def test_profiling_the_tail_finds_the_direct_optimum(formula, reml):
+    design = build_design(formula, _three_factors())
+    nested = fit_marginal(design, reml=reml, profile_tail=True)
+    direct = fit_marginal(design, reml=reml, profile_tail=False, tolerance=1e-7)
+    assert "profiled_tail_terms" in nested.fit_info.extra
+    assert "profiled_tail_terms" not in direct.fit_info.extra
+    assert nested.loglik == pytest.approx(direct.loglik, abs=1e-5)
+    np.testing.assert_allclose(nested.fixef(), direct.fixef(), rtol=1e-4)
+    np.testing.assert_allclose(nested.varcorr().vcov, direct.varcorr().vcov, rtol=2e-3, atol=1e-6)

@@ -89,7 +89,7 @@ def fit_marginal(
         raise ValueError(f"start must have {lower.size} theta values; got {theta0.size}.")
     theta0 = np.maximum(theta0, lower)
 
-    split = TailSplit.of(cp) if profile_tail in (None, True) else None
+    split = TailSplit.of(cp, force=bool(profile_tail)) if profile_tail in (None, True) else None
     if split is not None:
         # optimise the first two terms' theta; the tail's is profiled out inside
         profiler = TailProfiler(cp, split, reml, theta0[split.n_outer :])

@@ -42,15 +42,16 @@ class TailSplit:
     q_tail: int
 
     @classmethod
-    def of(cls, cp: CrossProducts) -> TailSplit | None:
-        """The split, or None when there is no tail or it is not small next to the lead."""
+    def of(cls, cp: CrossProducts, force: bool = False) -> TailSplit | None:
+        """The split, or None when there is no tail, or (unless ``force``) when the tail is
+        not small next to the lead block."""
         gs = cp.groupings
         if len(gs) < 3:
             return None
         q_lead = gs[1].n_levels * gs[1].k
         q_tail = cp.q_rest - q_lead
         t = q_tail + cp.p + 1
-        if t > MAX_TAIL or q_lead < 4 * t:
+        if t > MAX_TAIL or (q_lead < 4 * t and not force):
             return None
         return cls(n_theta(gs[0].k) + n_theta(gs[1].k), q_lead, q_tail)
 
@@ -160,12 +161,13 @@ class TailProfiler:
             if zero <= res.fun:
                 return zero, np.zeros(1)
             return float(res.fun), np.array([res.x])
-        scale = max(1.0, float(np.max(np.abs(start))))
+        # scipy's COBYQA holds a lock, so it cannot run inside the outer COBYQA: the inner
+        # problem is cheap and smooth, L-BFGS-B with finite differences suits it
         res = minimize(
             f,
             start,
-            method="COBYQA",
+            method="L-BFGS-B",
             bounds=Bounds(self.lower, np.full(self.lower.size, np.inf)),
-            options={"initial_tr_radius": 0.1 * scale, "final_tr_radius": 1e-8 * scale},
+            options={"ftol": 1e-13, "gtol": 1e-7, "maxfun": 500 * start.size},
         )
         return float(res.fun), np.maximum(res.x, self.lower)
