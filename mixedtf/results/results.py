@@ -85,6 +85,7 @@ class MixedLMResults:
         self.reml_criterion = reml_criterion
         self.fit_info = fit_info
         self._condcov_fn = conditional_covariances
+        self.check = None  # MCEM fits of Gaussian models: the AnalyticCheck against exact ML
 
     # -- sizes -----------------------------------------------------------------
     @property
