@@ -1,0 +1,120 @@
+"""Monte Carlo EM with fixed seeds, held against lme4 and against the exact ML fit."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+from conftest import reference
+
+import mixedtf as mtf
+from mixedtf import ConvergenceWarning
+from mixedtf.fit.mcem import MCEMOptions, mcse
+
+
+@pytest.fixture(scope="module")
+def sleep_mcem(sleepstudy):
+    return mtf.MixedLM.from_formula("Reaction ~ Days + (Days|Subject)", sleepstudy).fit(seed=20261125, progress=False)
+
+
+def test_sleepstudy_slopes_agree_with_lme4_ml(sleep_mcem):
+    ref = reference("sleepstudy_slope_ML")  # lmer(Reaction ~ Days + (Days | Subject), REML = FALSE)
+    res = sleep_mcem
+    assert res.method == "mcem" and res.fit_info.converged
+    ses = np.array([f["std_error"] for f in ref["fixed_effects"]])  # sqrt(diag(vcov(m)))
+    est = np.array([f["estimate"] for f in ref["fixed_effects"]])  # fixef(m)
+    assert np.all(np.abs(res.fixef().to_numpy() - est) < 0.25 * ses)
+    sds = [r["stddev_or_correlation"] for r in ref["VarCorr_table"]]  # as.data.frame(VarCorr(m))$sdcor
+    vc = res.varcorr()
+    np.testing.assert_allclose(vc.sdcor.iloc[[0, 1, 3]], [sds[0], sds[1], sds[3]], rtol=0.05)
+    assert abs(vc.sdcor.iloc[2] - sds[2]) < 0.15  # the correlation, 0.08 in lme4
+    np.testing.assert_allclose(res.bse(), ses, rtol=0.05)
+
+
+def test_analytic_check_is_kept_on_the_results(sleep_mcem):
+    check = sleep_mcem.check
+    ref = reference("sleepstudy_slope_ML")
+    assert check.loglik_exact == pytest.approx(ref["logLik"], abs=1e-3)  # logLik(m)
+    assert 0 <= check.gap < 0.5
+    assert set(check.table.parameter) >= {"beta:(Intercept)", "sd:Subject:(Intercept)", "sigma"}
+
+
+def test_fit_info_records_the_run(sleep_mcem):
+    info = sleep_mcem.fit_info
+    assert info.device == "CPU" and info.seed == 20261125
+    assert 0.4 < info.extra["acceptance"] < 0.95 and info.extra["step_size"] > 0
+    assert info.extra["compile_time"] > 0 and info.wall_time > info.extra["compile_time"]
+    trace = info.extra["trace"]
+    assert len(trace) == info.iterations
+    assert {"beta:(Intercept)", "var:Subject:(Intercept)", "sigma2", "accept"} <= set(trace.columns)
+    assert all(v >= 0 for v in info.extra["mcse"].values())
+
+
+def test_penicillin_crossed_agrees_with_exact_ml():
+    pen = mtf.datasets.load("Penicillin")
+    model = mtf.MixedLM.from_formula("diameter ~ 1 + (1|plate) + (1|sample)", pen)
+    res = model.fit(method="mcem", seed=7, progress=False)
+    exact = model.fit(method="ml")
+    np.testing.assert_allclose(res.varcorr().sdcor, exact.varcorr().sdcor, rtol=0.05)
+    assert abs(res.fixef().iloc[0] - exact.fixef().iloc[0]) < 0.25 * exact.bse().iloc[0]
+
+
+def test_same_seed_same_fit_and_fixed_scale(sleepstudy):
+    model = mtf.MixedLM.from_formula("Reaction ~ Days + (1|Subject)", sleepstudy)
+    opts = {"progress": False, "max_iterations": 75, "warmup": 25, "burnin": 25, "min_averaged": 1000, "check": False}
+    with pytest.warns(ConvergenceWarning, match="budget of 75 iterations"):
+        a = model.fit(seed=3, **opts)
+        b = model.fit(seed=3, **opts)
+        c = model.fit(seed=4, **opts)
+        fixed = model.fit(seed=3, scale=1.0, **opts)
+    assert a.fixef().equals(b.fixef()) and a.varcorr().equals(b.varcorr())
+    assert not a.varcorr().vcov.equals(c.varcorr().vcov)
+    assert fixed.sigma == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"chains": 1}, "chains must be at least 2"),
+        ({"dtype": "float16"}, "dtype must be"),
+        ({"scale": -1.0}, "scale"),
+        ({"warmup": 50, "burnin": 10}, "burnin"),
+        ({"target_accept": 1.5}, "target_accept"),
+    ],
+)
+def test_options_are_validated(options, message):
+    with pytest.raises(ValueError, match=message):
+        MCEMOptions(**options)
+
+
+def test_mcse_of_independent_draws_is_sd_over_sqrt_n():
+    x = np.random.default_rng(0).normal(size=(4000, 2)) * [1.0, 3.0]
+    want = np.array([1.0, 3.0]) / np.sqrt(4000)
+    got = mcse(x)
+    # Geyer's sequence estimator is conservative: never much below, at most 25% above
+    assert np.all(got > 0.95 * want) and np.all(got < 1.25 * want)
+
+
+def test_mcse_grows_with_autocorrelation():
+    rng = np.random.default_rng(1)
+    e = rng.normal(size=20000)
+    x = np.empty_like(e)
+    x[0] = e[0]
+    for t in range(1, e.size):
+        x[t] = 0.9 * x[t - 1] + e[t]
+    # AR(1), rho = 0.9: the mean's standard error is sd(e) / (1 - rho) / sqrt(n)
+    assert mcse(x[:, None])[0] == pytest.approx(10 / np.sqrt(x.size), rel=0.2)
+
+
+@pytest.mark.slow
+def test_insteval_subset_agrees_with_exact_ml():
+    df = mtf.datasets.load("InstEval")
+    sub = df[df["dept"].isin(["15", "5", "10", "12", "6", "7"])].iloc[:12000]
+    model = mtf.MixedLM.from_formula("y ~ service + (1|s) + (1|d) + (1|dept)", sub)
+    res = model.fit(seed=11, progress=False)
+    exact = model.fit(method="ml")
+    np.testing.assert_allclose(res.varcorr().sdcor, exact.varcorr().sdcor, rtol=0.05)
+    assert np.all(np.abs(res.fixef() - exact.fixef()) < 0.25 * exact.bse())
