@@ -85,6 +85,23 @@ class MixedLM:
 
         return fit_mcem(design, seed=seed, **options)
 
+    def compile(self, data: Any = None, dtype: str = "float64"):
+        """The model compiled for TensorFlow (:class:`mixedtf.model.CompiledModel`)."""
+        import tensorflow as tf
+
+        from mixedtf.model import compile_model
+
+        return compile_model(self.design_for(data), self.family, dtype=tf.as_dtype(dtype))
+
+    def joint_distribution(self, params: dict | None = None, data: Any = None):
+        """The model as a TFP ``JointDistributionNamed`` at ``params`` (constrained values keyed
+        as in ``compile().parameters``; default: the starting values), to inspect with
+        ``resolve_graph()``, sample from, or build other inference on."""
+        compiled = self.compile(data)
+        return compiled.joint_distribution(
+            params if params is not None else compiled.initial_params()
+        )
+
     def __repr__(self) -> str:
         return f"MixedLM({str(self.formula)!r}, family={self.family!r})"
 

@@ -278,7 +278,9 @@ def _three_factors(seed: int = 11, n: int = 1500):
         + 0.3 * x * rng.normal(size=5)[g3]
         + rng.normal(size=n)
     )
-    return pd.DataFrame({"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str), "g3": g3.astype(str)})
+    return pd.DataFrame(
+        {"y": y, "x": x, "g1": g1.astype(str), "g2": g2.astype(str), "g3": g3.astype(str)}
+    )
 
 
 @pytest.mark.parametrize(

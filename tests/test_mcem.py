@@ -17,7 +17,9 @@ from mixedtf.fit.mcem import MCEMOptions, mcse
 
 @pytest.fixture(scope="module")
 def sleep_mcem(sleepstudy):
-    return mtf.MixedLM.from_formula("Reaction ~ Days + (Days|Subject)", sleepstudy).fit(seed=20261125, progress=False)
+    return mtf.MixedLM.from_formula("Reaction ~ Days + (Days|Subject)", sleepstudy).fit(
+        seed=20261125, progress=False
+    )
 
 
 def test_sleepstudy_slopes_agree_with_lme4_ml(sleep_mcem):
@@ -27,7 +29,9 @@ def test_sleepstudy_slopes_agree_with_lme4_ml(sleep_mcem):
     ses = np.array([f["std_error"] for f in ref["fixed_effects"]])  # sqrt(diag(vcov(m)))
     est = np.array([f["estimate"] for f in ref["fixed_effects"]])  # fixef(m)
     assert np.all(np.abs(res.fixef().to_numpy() - est) < 0.25 * ses)
-    sds = [r["stddev_or_correlation"] for r in ref["VarCorr_table"]]  # as.data.frame(VarCorr(m))$sdcor
+    sds = [
+        r["stddev_or_correlation"] for r in ref["VarCorr_table"]
+    ]  # as.data.frame(VarCorr(m))$sdcor
     vc = res.varcorr()
     np.testing.assert_allclose(vc.sdcor.iloc[[0, 1, 3]], [sds[0], sds[1], sds[3]], rtol=0.05)
     assert abs(vc.sdcor.iloc[2] - sds[2]) < 0.15  # the correlation, 0.08 in lme4
@@ -64,7 +68,14 @@ def test_penicillin_crossed_agrees_with_exact_ml():
 
 def test_same_seed_same_fit_and_fixed_scale(sleepstudy):
     model = mtf.MixedLM.from_formula("Reaction ~ Days + (1|Subject)", sleepstudy)
-    opts = {"progress": False, "max_iterations": 75, "warmup": 25, "burnin": 25, "min_averaged": 1000, "check": False}
+    opts = {
+        "progress": False,
+        "max_iterations": 75,
+        "warmup": 25,
+        "burnin": 25,
+        "min_averaged": 1000,
+        "check": False,
+    }
     with pytest.warns(ConvergenceWarning, match="budget of 75 iterations"):
         a = model.fit(seed=3, **opts)
         b = model.fit(seed=3, **opts)

@@ -35,7 +35,12 @@ def test_nodes_named_after_terms_and_graph_resolves():
     cm = compile_model(design, dtype=tf.float32)
     assert cm.nodes == ("b_s", "b_d", "b_dept")
     jd = cm.joint_distribution(cm.initial_params())
-    assert dict(jd.resolve_graph()) == {"b_s": (), "b_d": (), "b_dept": (), "y": ("b_s", "b_d", "b_dept")}
+    assert dict(jd.resolve_graph()) == {
+        "b_s": (),
+        "b_d": (),
+        "b_dept": (),
+        "y": ("b_s", "b_d", "b_dept"),
+    }
     draw = jd.sample(seed=(1, 2))
     assert draw["b_dept"].shape == (design.groupings[2].n_levels, 1)
     assert draw["y"].shape == (73421,)
@@ -75,7 +80,10 @@ def test_every_parameter_receives_a_gradient(sleepstudy):
     design = build_design("Reaction ~ Days + (Days|Subject) + (1|Subject)", sleepstudy)
     cm = compile_model(design)
     u = cm.unconstrain(cm.initial_params())
-    b = [tf.random.stateless_normal([2, g.n_levels, g.k], (1, 2), dtype=tf.float64) for g in design.groupings]
+    b = [
+        tf.random.stateless_normal([2, g.n_levels, g.k], (1, 2), dtype=tf.float64)
+        for g in design.groupings
+    ]
     with tf.GradientTape() as tape:
         tape.watch(list(u.values()))
         lp = tf.reduce_sum(cm.log_prob(cm.constrain(u), b))
@@ -129,3 +137,13 @@ def test_gather_mode_by_device():
     assert choose_mode("CPU", 14) == "unsorted"
     assert choose_mode("GPU", 14) == "onehot"
     assert choose_mode("GPU", 2972) == "sorted"
+
+
+def test_public_joint_distribution(sleepstudy):
+    model = mtf.MixedLM.from_formula("Reaction ~ Days + (Days|Subject)", sleepstudy)
+    jd = model.joint_distribution()
+    assert dict(jd.resolve_graph()) == {"b_Subject": (), "y": ("b_Subject",)}
+    prior_draw = jd.sample(seed=(3, 4))
+    assert prior_draw["b_Subject"].shape == (18, 2) and prior_draw["y"].shape == (180,)
+    params = {"beta": [250.0, 10.0], "scale_tril_Subject": [[24.0, 0.0], [0.5, 5.9]], "sigma": 25.6}
+    assert float(model.joint_distribution(params).log_prob(prior_draw)) < 0

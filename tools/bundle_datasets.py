@@ -12,19 +12,11 @@ import lzma
 import sys
 from pathlib import Path
 
+from mixedtf.datasets import names
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "mixedtf" / "datasets" / "data"
-NAMES = [
-    "InstEval",
-    "sleepstudy",
-    "Penicillin",
-    "Pastes",
-    "cbpp",
-    "Dyestuff",
-    "grouseticks",
-    "VerbAgg",
-    "wine",
-]
+NAMES = names()
 ORIGIN = {
     "InstEval": "University lecture evaluations by students at ETH Zurich (lme4::InstEval)",
     "sleepstudy": "Reaction times in a sleep deprivation study, Belenky et al. 2003 (lme4::sleepstudy)",

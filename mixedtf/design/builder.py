@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import ModelSpec, model_matrix
+from formulaic import ModelSpec
 
 from mixedtf.design.data import (
     EVAL_CONTEXT,
@@ -24,7 +24,7 @@ from mixedtf.design.grouping import (
     check_groupings,
     row_labels,
 )
-from mixedtf.design.naming import r_names
+from mixedtf.design.naming import r_model_matrix
 from mixedtf.design.response import build_response
 from mixedtf.errors import DesignError, MixedTFWarning
 from mixedtf.formula import Formula, parse_formula
@@ -140,15 +140,8 @@ def _offset(formula: Formula, frame: pd.DataFrame) -> np.ndarray:
 def _fixed_matrix(
     formula: Formula, frame: pd.DataFrame
 ) -> tuple[np.ndarray, tuple[str, ...], ModelSpec]:
-    try:
-        mm = model_matrix(
-            formula.fixed, frame, ensure_full_rank=True, na_action="raise", context=EVAL_CONTEXT
-        )
-    except Exception as err:  # formulaic's message names the failing term
-        raise DesignError(
-            f"could not build the fixed-effects matrix of {formula.fixed!r}: {err}"
-        ) from err
-    return np.asarray(mm, dtype=np.float64), r_names(list(mm.columns)), mm.model_spec
+    what = f"the fixed-effects matrix of {formula.fixed!r}"
+    return r_model_matrix(formula.fixed, frame, EVAL_CONTEXT, what)
 
 
 def _full_rank_columns(X: np.ndarray, names: tuple[str, ...]) -> tuple[int, ...]:

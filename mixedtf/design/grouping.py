@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from formulaic import ModelSpec, model_matrix
+from formulaic import ModelSpec
 
 from mixedtf.design.data import EVAL_CONTEXT
-from mixedtf.design.naming import make_unique, r_names
+from mixedtf.design.naming import make_unique, r_model_matrix
 from mixedtf.errors import DesignError
 from mixedtf.formula import RandomTerm
 
@@ -116,15 +116,9 @@ def term_columns(
     term: RandomTerm, frame: pd.DataFrame
 ) -> tuple[np.ndarray, tuple[str, ...], ModelSpec]:
     """The term's dense column block, its R names and the formulaic spec for new data."""
-    try:
-        mm = model_matrix(
-            term.lhs_formula, frame, ensure_full_rank=True, na_action="raise", context=EVAL_CONTEXT
-        )
-    except Exception as err:  # formulaic's own message is the useful part
-        raise DesignError(
-            f"could not build the columns of random term {term.source}: {err}"
-        ) from err
-    return np.asarray(mm, dtype=np.float64), r_names(list(mm.columns)), mm.model_spec
+    return r_model_matrix(
+        term.lhs_formula, frame, EVAL_CONTEXT, f"the columns of random term {term.source}"
+    )
 
 
 def build_groupings(terms: tuple[RandomTerm, ...], frame: pd.DataFrame) -> list[GroupingSpec]:

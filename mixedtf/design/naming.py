@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+import pandas as pd
+from formulaic import ModelSpec, model_matrix
+
+from mixedtf.errors import DesignError
+
 _LEVEL = re.compile(r"\[(?:T\.)?([^\[\]]*)\]$")
 
 
@@ -44,3 +50,15 @@ def make_unique(names: list[str]) -> list[str]:
         out.append(candidate)
         used.add(candidate)
     return out
+
+
+def r_model_matrix(
+    rhs: str, frame: pd.DataFrame, context: dict, what: str
+) -> tuple[np.ndarray, tuple[str, ...], ModelSpec]:
+    """formulaic's model matrix of ``rhs`` (full rank, no missing values) as float64, with R's
+    column names and the spec that re-encodes new data. ``what`` names it in errors."""
+    try:
+        mm = model_matrix(rhs, frame, ensure_full_rank=True, na_action="raise", context=context)
+    except Exception as err:  # formulaic's message names the failing term
+        raise DesignError(f"could not build {what}: {err}") from err
+    return np.asarray(mm, dtype=np.float64), r_names(list(mm.columns)), mm.model_spec
