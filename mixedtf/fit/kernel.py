@@ -117,8 +117,8 @@ class EMKernel:
     def _random_part(self, effects):
         m = self.model
         eta = 0.0
-        for b, z, g in zip(effects, m.z, m.design.groupings, strict=True):
-            eta = eta + tf.reduce_sum(tf.gather(b, g.codes, axis=-2) * z, axis=-1)
+        for b, z, gather in zip(effects, m.z, m.gathers, strict=True):
+            eta = eta + tf.reduce_sum(gather(b) * z, axis=-1)
         return eta
 
     def _chunk(self, state, adapt, accumulate):
