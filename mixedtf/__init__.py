@@ -20,6 +20,7 @@ from mixedtf.errors import (
 )
 from mixedtf.formula import parse_formula
 from mixedtf.mixedlm import MixedLM, lmer
+from mixedtf.results import anova
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "ModelTooLargeError",
     "MonteCarloWarning",
     "SingularFitWarning",
+    "anova",
     "build_design",
     "datasets",
     "errors",

@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from mixedtf.design import Design
+from mixedtf.results.prediction import check_new_levels, random_part
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,25 @@ class MixedLMResults:
         names = list(self.design.fixed_names)
         return pd.DataFrame(self._beta_cov, index=names, columns=names)
 
+    def coef_table(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Wald table of the fixed effects: estimate, std_error, z, p_value and the
+        ``1 - alpha`` confidence interval (normal quantiles)."""
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1); got {alpha}.")
+        est, se = self.fixef(), self.bse()
+        z = est / se
+        q = stats.norm.ppf(1 - alpha / 2)
+        return pd.DataFrame(
+            {
+                "estimate": est,
+                "std_error": se,
+                "z": z,
+                "p_value": 2 * stats.norm.sf(np.abs(z)),
+                "ci_lower": est - q * se,
+                "ci_upper": est + q * se,
+            }
+        )
+
     def bse(self) -> pd.Series:
         """Standard errors of the fixed effects."""
         return pd.Series(np.sqrt(np.diag(self._beta_cov)), index=list(self.design.fixed_names))
@@ -183,6 +204,47 @@ class MixedLMResults:
             )
             out[g.factor] = pd.concat([out[g.factor], frame], axis=1) if g.factor in out else frame
         return out
+
+    # -- fitted values and predictions ----------------------------------------------
+    def fitted(self) -> pd.Series:
+        """Conditional fitted values ``X beta + offset + Z b`` (lme4's ``fitted(m)``)."""
+        d = self.design
+        eta = d.X @ self._beta + d.offset + random_part(d.groupings, self._modes, "population")
+        return pd.Series(eta, index=d.index, name="fitted")
+
+    def resid(self) -> pd.Series:
+        """Response residuals ``y - fitted`` (lme4's ``residuals(m)``)."""
+        return pd.Series(
+            self.design.y, index=self.design.index, name="resid"
+        ) - self.fitted().rename("resid")
+
+    def predict(
+        self, newdata: Any = None, include_random: bool = True, new_levels: str = "population"
+    ) -> pd.Series:
+        """Predictions on the response scale.
+
+        Args:
+            newdata: data to predict for (default: the training rows); encoded with the
+                training levels and contrasts.
+            include_random: add the conditional modes of the random effects (lme4's
+                ``re.form = NULL``); False gives the population level (``re.form = NA``).
+            new_levels: ``"population"``: a level unseen in training contributes 0;
+                ``"error"``: raise, naming the rows.
+
+        Raises:
+            DesignError: a row has a missing predictor, or an unseen level with ``"error"``.
+        """
+        new_levels = check_new_levels(new_levels)
+        d = self.design
+        if newdata is None:
+            X, offset, groupings, index = d.X, d.offset, d.groupings, d.index
+        else:
+            new = d.transform(newdata)
+            X, offset, groupings, index = new.X, new.offset, new.groupings, new.index
+        eta = X @ self._beta + offset
+        if include_random:
+            eta = eta + random_part(groupings, self._modes, new_levels)
+        return pd.Series(eta, index=index, name="predicted")
 
     def __repr__(self) -> str:
         return (
