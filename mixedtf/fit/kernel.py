@@ -95,6 +95,12 @@ class EMKernel:
             A = np.zeros((g.n_levels, g.k, g.k))
             np.add.at(A, g.codes, g.z[:, :, None] * g.z[:, None, :])
             self._A.append(tf.constant(A, dt))
+        # Z_j'X per level and column: L x k x p
+        self._ZtX = []
+        for g in d.groupings:
+            ztx = np.zeros((g.n_levels, g.k, X.shape[1]))
+            np.add.at(ztx, g.codes, g.z[:, :, None] * X[:, None, :])
+            self._ZtX.append(tf.constant(ztx, dt))
         # columns with a matching fixed effect get the PX-EM location expansion
         self._px = [
             tf.constant([1.0 if name in d.fixed_names else 0.0 for name in g.colnames], dt)
@@ -190,18 +196,36 @@ class EMKernel:
                 accumulate, (st["n_louis"] + 1.0) ** (-self.sa_exponent), tf.constant(1.0, dt)
             )
             covs = [cv + gamma * (dr - cv) for cv, dr in zip(st["covs"], draws, strict=True)]
-            zb = self._random_part(effects)  # [C, n]
-            r = m.y - m.offset - zb
-            beta = tf.linalg.matvec(
-                self._XtX_inv, tf.linalg.matvec(m.X, tf.reduce_mean(r, 0), transpose_a=True)
-            )
-            resid = r - tf.linalg.matvec(m.X, beta)
+            # M-step from per-level statistics; the per-row Z b_c has a single consumer,
+            # ||Z b_c||^2 (with several, XLA recomputed its gathers in each: ~45 ms an
+            # iteration at 32 chains, against 3.5 ms for the gathers alone)
+            mean_b = [tf.reduce_mean(b, 0, keepdims=True) for b in effects]
+            r_mean = m.y - m.offset - self._random_part(mean_b)[0]
+            beta = tf.linalg.matvec(self._XtX_inv, tf.linalg.matvec(m.X, r_mean, transpose_a=True))
+            e0 = m.y - m.offset - tf.linalg.matvec(m.X, beta)
+            cross = tf.add_n(
+                [
+                    tf.einsum(
+                        "lk,clk->c",
+                        tf.math.unsorted_segment_sum(e0[:, tf.newaxis] * z, g.codes, g.n_levels),
+                        b,
+                    )
+                    for b, z, g in zip(effects, m.z, m.gathers, strict=True)
+                ]
+            )  # e0' Z b_c
+            zb_sq = tf.reduce_sum(tf.square(self._random_part(effects)), axis=-1)  # ||Z b_c||^2
             if self.fixed_sigma is None:
-                sigma2 = tf.reduce_sum(resid * resid) / (C * n)
+                rss = C * tf.reduce_sum(e0 * e0) - 2.0 * tf.reduce_sum(cross) + tf.reduce_sum(zb_sq)
+                sigma2 = rss / (C * n)
             if self.e_step_only:
                 beta, covs, sigma2 = st["beta"], st["covs"], st["sigma2"]
-            # Louis: between-chain covariance of X'Zb
-            v = tf.linalg.matmul(zb, m.X)  # [C, p]
+            # Louis: between-chain covariance of X'Z b_c, from the per-level Z'X
+            v = tf.add_n(
+                [
+                    tf.einsum("lkp,clk->cp", ztx, b)
+                    for ztx, b in zip(self._ZtX, effects, strict=True)
+                ]
+            )
             vc = v - tf.reduce_mean(v, 0)
             cov_v = tf.linalg.matmul(vc, vc, transpose_a=True) / (C - 1.0)
             on = tf.cast(accumulate, dt)
