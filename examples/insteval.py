@@ -37,17 +37,7 @@ def main() -> None:
     print(
         f"groups: {res.ngroups}; fitted in {elapsed:.2f} s ({res.fit_info.n_evaluations} deviance evaluations)\n"
     )
-    print("Fixed effects:")
-    table = res.fixef().to_frame("Estimate")
-    table["Std. Error"] = res.bse()
-    print(table.to_string(float_format=lambda v: f"{v:.5f}"), "\n")
-    print("Random effects (as.data.frame(VarCorr(m))):")
-    print(res.varcorr().to_string(float_format=lambda v: f"{v:.6f}"), "\n")
-    if res.reml_criterion is not None:
-        print(f"REML criterion at convergence: {res.reml_criterion:.4f}")
-    print(
-        f"logLik {res.loglik:.4f}, AIC {res.aic:.2f}, BIC {res.bic:.2f}, deviance {res.deviance:.2f}"
-    )
+    print(res.summary(), "\n")
     gap = res.loglik - LME4[method]
     print(f"lme4 1.1-31 logLik: {LME4[method]:.4f} (difference {gap:+.1e})")
     if gap < -1e-3:

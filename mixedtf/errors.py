@@ -7,6 +7,8 @@ Messages say what must hold, what was given, and what to try.
 
 from __future__ import annotations
 
+import warnings
+
 __all__ = [
     "ConvergenceWarning",
     "DesignError",
@@ -18,6 +20,7 @@ __all__ = [
     "ModelTooLargeError",
     "MonteCarloWarning",
     "SingularFitWarning",
+    "warn",
 ]
 
 
@@ -73,3 +76,10 @@ class SingularFitWarning(MixedTFWarning):
 
 class MonteCarloWarning(MixedTFWarning):
     """Monte Carlo error is large: the MCEM estimate is far from the exact optimum."""
+
+
+def warn(record: list[str], message: str, category: type[Warning], stacklevel: int = 3) -> None:
+    """Issue a warning and keep its text in ``record`` (a fit's ``fit_info.extra["warnings"]``),
+    so the summary can show it later."""
+    record.append(f"{category.__name__}: {message}")
+    warnings.warn(message, category, stacklevel=stacklevel + 1)

@@ -232,7 +232,7 @@ def test_convergence_warning_when_budget_runs_out(sleepstudy):
 def test_fit_info(sleepstudy):
     res = mtf.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)
     info = res.fit_info
-    assert info.method == "reml" and info.converged and info.device == "cpu"
+    assert info.method == "reml" and info.converged and info.device == "CPU"
     assert 0 < info.n_evaluations < 200 and info.wall_time > 0
     assert "COBYQA" in info.optimizer
 

@@ -129,3 +129,13 @@ def test_insteval_subset_agrees_with_exact_ml():
     exact = model.fit(method="ml")
     np.testing.assert_allclose(res.varcorr().sdcor, exact.varcorr().sdcor, rtol=0.05)
     assert np.all(np.abs(res.fixef() - exact.fixef()) < 0.25 * exact.bse())
+
+
+def test_summary_has_the_mcem_diagnostics(sleep_mcem):
+    text = sleep_mcem.summary().as_text()
+    assert "Method:           Monte Carlo EM (ML)" in text
+    assert (
+        "Monte Carlo EM:" in text
+        and "check vs exact ML:" in text
+        and "acceptance / step size:" in text
+    )

@@ -9,7 +9,6 @@ blocked Cholesky of :mod:`mixedtf.fit.blocked`, independent of n.
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ import scipy.linalg as la
 from scipy.optimize import Bounds, minimize
 
 from mixedtf.design import Design
-from mixedtf.errors import ConvergenceWarning, SingularFitWarning
+from mixedtf.errors import ConvergenceWarning, SingularFitWarning, warn
 from mixedtf.fit.blocked import (
     DEFAULT_MAX_DENSE_BYTES,
     CrossProducts,
@@ -116,10 +115,10 @@ def fit_marginal(
         },
     )
     theta = np.maximum(result.x, lo)
-    extra = {}
+    extra: dict = {"warnings": []}
     if split is not None:
         theta = np.concatenate([theta, profiler.tail_at(theta)])
-        extra = {
+        extra |= {
             "profiled_tail_terms": [g.name for g in design.groupings[2:]],
             "inner_evaluations": profiler.inner_evaluations,
         }
@@ -139,19 +138,19 @@ def fit_marginal(
         extra=extra,
     )
     if not result.success:
-        warnings.warn(
+        warn(
+            extra["warnings"],
             f"the optimiser did not converge: {result.message} ({result.nfev} deviance evaluations); "
             "try a larger max_evaluations or another start.",
             ConvergenceWarning,
-            stacklevel=3,
         )
     bounded = np.isfinite(lower)
     if np.any(theta[bounded] < SINGULAR_TOL):
-        warnings.warn(
+        warn(
+            extra["warnings"],
             "boundary (singular) fit: a variance component is estimated as zero or a correlation "
             "as +-1 (lme4's isSingular); consider simplifying the random-effects terms.",
             SingularFitWarning,
-            stacklevel=3,
         )
     return _results(design, cp, f, reml, info)
 

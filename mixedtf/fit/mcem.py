@@ -21,7 +21,7 @@ import pandas as pd
 import tensorflow as tf
 
 from mixedtf.design import Design
-from mixedtf.errors import ConvergenceWarning, ModelTooLargeError, MonteCarloWarning
+from mixedtf.errors import ConvergenceWarning, ModelTooLargeError, MonteCarloWarning, warn
 from mixedtf.fit.blocked import CrossProducts, factorize
 from mixedtf.fit.covariance import psd_factor, theta_from_factors, theta_names
 from mixedtf.fit.kernel import EMKernel
@@ -304,13 +304,14 @@ def _results(design, kernel, state, trace, opts, chains, device, seed, compile_t
         loglik = marginal_loglik(design, params)
     except (ModelTooLargeError, ValueError):
         loglik = float("nan")
+    recorded: list[str] = []
     if stopped == "budget":
-        warnings.warn(
+        warn(
+            recorded,
             f"MCEM used its budget of {opts.max_iterations} iterations before the Monte Carlo "
             f"standard errors met rtol={opts.rtol} / se_tol={opts.se_tol}; the estimates carry "
             "the Monte Carlo errors in fit_info.extra['mcse']. Raise max_iterations or chains.",
             ConvergenceWarning,
-            stacklevel=3,
         )
     trace_df = pd.DataFrame(trace, columns=list(layout.names))
     info = FitInfo(
@@ -331,6 +332,7 @@ def _results(design, kernel, state, trace, opts, chains, device, seed, compile_t
             "chains": chains,
             "averaged_iterations": int(averaged.shape[0]),
             "trace": trace_df,
+            "warnings": recorded,
         },
     )
     res = MixedLMResults(
@@ -404,10 +406,10 @@ def analytic_check(res: MixedLMResults, mc_se: np.ndarray, layout) -> AnalyticCh
     )
     gap = exact.loglik - res.loglik
     if gap > 1.0:
-        warnings.warn(
+        warn(
+            res.fit_info.extra.setdefault("warnings", []),
             f"the MCEM estimate's log-likelihood is {gap:.2f} below the exact optimum's; "
             "more chains or iterations (or method='ml') will help.",
             MonteCarloWarning,
-            stacklevel=3,
         )
     return AnalyticCheck(res.loglik, exact.loglik, gap, table)

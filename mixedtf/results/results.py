@@ -34,7 +34,7 @@ class FitInfo:
     wall_time: float
     optimizer: str
     message: str = ""
-    device: str = "cpu"
+    device: str = "CPU"
     seed: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -245,6 +245,13 @@ class MixedLMResults:
         if include_random:
             eta = eta + random_part(groupings, self._modes, new_levels)
         return pd.Series(eta, index=index, name="predicted")
+
+    def summary(self, alpha: float = 0.05):
+        """Header, fixed-effects table, random-effects table, MCEM diagnostics and warnings
+        (:class:`mixedtf.results.summary.Summary`; ``print()`` it, or display it in a notebook)."""
+        from mixedtf.results.summary import summarize
+
+        return summarize(self, alpha)
 
     def __repr__(self) -> str:
         return (

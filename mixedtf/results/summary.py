@@ -1,0 +1,170 @@
+"""``res.summary()``: statsmodels' MixedLM summary crossed with lme4's.
+
+The numbers come from the results object as DataFrames (``coef_table``, ``varcorr``);
+this module only lays them out as text (``as_text``) or HTML (``_repr_html_``).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+WIDTH = 78
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The pieces of a fit's summary; ``str(summary)`` is the text."""
+
+    header: list[tuple[str, str]]
+    fixed: pd.DataFrame
+    random: pd.DataFrame
+    diagnostics: list[tuple[str, str]]
+    warnings: list[str]
+
+    def as_text(self) -> str:
+        lines = ["Mixed Linear Model Results (mixedtf)".center(WIDTH).rstrip(), "=" * WIDTH]
+        pairs = self.header
+        half = (len(pairs) + 1) // 2
+        for left, right in zip(pairs[:half], [*pairs[half:], ("", "")], strict=False):
+            lines.append(
+                f"{left[0] + ':':<18}{left[1]:<21}{right[0] + ':' if right[0] else '':<20}{right[1]}".rstrip()
+            )
+        lines.append("-" * WIDTH)
+        lines += _fixed_lines(self.fixed)
+        lines.append("-" * WIDTH)
+        lines.append("Random effects:")
+        lines += _random_lines(self.random)
+        if self.diagnostics:
+            lines.append("-" * WIDTH)
+            lines.append("Monte Carlo EM:")
+            lines += [f"  {k + ':':<30}{v}" for k, v in self.diagnostics]
+        lines.append("=" * WIDTH)
+        lines += [f"Warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.as_text()
+
+    def _repr_html_(self) -> str:
+        head = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in self.header
+        )
+        diag = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in self.diagnostics
+        )
+        warn = "".join(f"<p><b>Warning:</b> {html.escape(w)}</p>" for w in self.warnings)
+        return (
+            "<div><h4>Mixed Linear Model Results (mixedtf)</h4>"
+            f"<table>{head}</table>{self.fixed.to_html(float_format=_fmt)}"
+            f"<p>Random effects</p>{self.random.to_html(index=False, na_rep='')}"
+            f"{f'<p>Monte Carlo EM</p><table>{diag}</table>' if diag else ''}{warn}</div>"
+        )
+
+
+def _fixed_lines(table: pd.DataFrame) -> list[str]:
+    width = max(12, *(len(str(i)) for i in table.index)) + 1
+    cols = list(table.columns)
+    out = [" " * width + "".join(f"{c:>11}" for c in cols)]
+    for name, row in table.iterrows():
+        cells = [
+            f"{v:>11.3f}" if c == "P>|z|" else f"{v:>11.4f}" for c, v in zip(cols, row, strict=True)
+        ]
+        out.append(f"{name:<{width}}" + "".join(cells))
+    return out
+
+
+def _random_lines(table: pd.DataFrame) -> list[str]:
+    w_group = max(9, *(len(g) for g in table.Group)) + 1
+    w_name = max(12, *(len(n) for n in table.Name)) + 1
+    out = [f" {'Group':<{w_group}}{'Name':<{w_name}}{'Variance':>12}{'Std.Dev.':>12}  Corr"]
+    for r in table.itertuples():
+        out.append(
+            f" {r.Group:<{w_group}}{r.Name:<{w_name}}{r.Variance:>12}{r._4:>12}  {r.Corr}".rstrip()
+        )
+    return out
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}" if abs(value) >= 1e-4 or value == 0 else f"{value:.3e}"
+
+
+def _random_table(res) -> pd.DataFrame:
+    """Group, Name, Variance, Std.Dev., Corr (lme4's print layout: correlations beside the SD)."""
+    vc = res.varcorr()
+    rows = []
+    for g in res.design.groupings:
+        part = vc[(vc.grp == g.name) & vc.var2.isna()]
+        corr = vc[(vc.grp == g.name) & vc.var2.notna()]
+        for i, r in enumerate(part.itertuples()):
+            cors = [c.sdcor for c in corr.itertuples() if c.var2 == r.var1]
+            rows.append(
+                (
+                    g.name if i == 0 else "",
+                    r.var1,
+                    f"{r.vcov:.4f}",
+                    f"{r.sdcor:.4f}",
+                    " ".join(f"{c:.2f}" for c in cors),
+                )
+            )
+    rows.append(("Residual", "", f"{res.sigma**2:.4f}", f"{res.sigma:.4f}", ""))
+    return pd.DataFrame(rows, columns=["Group", "Name", "Variance", "Std.Dev.", "Corr"])
+
+
+def summarize(res, alpha: float = 0.05) -> Summary:
+    """The :class:`Summary` of a fitted model."""
+    info = res.fit_info
+    groups = ", ".join(f"{k} ({v})" for k, v in res.ngroups.items())
+    method = {"ml": "ML (exact)", "reml": "REML (exact)", "mcem": "Monte Carlo EM (ML)"}[res.method]
+    loglik = f"{res.loglik:.4f}" if np.isfinite(res.loglik) else "n/a"
+    header = [
+        ("Model", "MixedLM"),
+        ("Family / link", f"{res.design.family} / identity"),
+        ("Method", method),
+        ("No. observations", str(res.nobs)),
+        ("Groups", groups),
+        ("Formula", res.design.formula.text),
+        ("Log-likelihood", loglik),
+        ("AIC / BIC", f"{res.aic:.2f} / {res.bic:.2f}"),
+        ("Converged", "yes" if info.converged else "no"),
+        ("Device / wall time", f"{info.device} / {info.wall_time:.2f} s"),
+    ]
+    table = res.coef_table(alpha)
+    lo, hi = f"[{alpha / 2:.3f}", f"{1 - alpha / 2:.3f}]"
+    fixed = table.rename(
+        columns={
+            "estimate": "Coef.",
+            "std_error": "Std.Err.",
+            "z": "z",
+            "p_value": "P>|z|",
+            "ci_lower": lo,
+            "ci_upper": hi,
+        }
+    )
+    diagnostics = []
+    if res.method == "mcem":
+        extra = info.extra
+        mc = extra.get("mcse", {})
+        diagnostics = [
+            ("iterations x chains", f"{info.iterations} x {extra.get('chains')} ({info.message})"),
+            (
+                "acceptance / step size",
+                f"{extra.get('acceptance', float('nan')):.2f} / {extra.get('step_size', float('nan')):.4f}",
+            ),
+            ("largest Monte Carlo s.e.", f"{max(mc.values()):.3e}" if mc else "n/a"),
+        ]
+        if res.check is not None:
+            worst = res.check.table.dropna(subset=["diff_in_se"])
+            diagnostics.append(
+                (
+                    "check vs exact ML",
+                    f"logLik gap {res.check.gap:.4f}; largest |diff| {worst.diff_in_se.abs().max():.2f} s.e.",
+                )
+            )
+    return Summary(
+        header, fixed, _random_table(res), diagnostics, list(info.extra.get("warnings", []))
+    )

@@ -1,0 +1,69 @@
+"""Golden-text summary with lme4's parameters pinned (the optimiser is not in the loop)."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import reference
+
+import mixedtf as mtf
+from mixedtf.results import FitInfo, MixedLMResults
+
+
+def pinned(warnings=()):
+    ref = reference("sleepstudy_slope_REML")  # lmer(Reaction ~ Days + (Days | Subject), sleepstudy)
+    design = mtf.build_design(ref["formula"], mtf.datasets.load("sleepstudy"))
+    cov = np.array(ref["random_effects"][0]["covariance"]["values"])  # VarCorr(m)$Subject
+    return MixedLMResults(
+        design=design,
+        method="reml",
+        beta=[f["estimate"] for f in ref["fixed_effects"]],  # fixef(m)
+        beta_cov=ref["fixed_effects_vcov"]["values"],  # vcov(m)
+        theta=list(ref["theta"].values()),
+        theta_names=list(ref["theta"]),  # getME(m, "theta")
+        sigma=ref["residual_sd"],  # sigma(m)
+        covariances=[cov],
+        modes=[np.zeros((18, 2))],
+        loglik=ref["logLik"],
+        deviance=ref["deviance"],
+        reml_criterion=ref["REML_criterion"],  # logLik(m)
+        fit_info=FitInfo("reml", True, 40, 43, 0.0, "COBYQA", extra={"warnings": list(warnings)}),
+    )
+
+
+# Every number below is lme4's: summary(lmer(Reaction ~ Days + (Days | Subject), sleepstudy))
+GOLDEN = """\
+                     Mixed Linear Model Results (mixedtf)
+==============================================================================
+Model:            MixedLM              Formula:            Reaction ~ Days + (Days | Subject)
+Family / link:    gaussian / identity  Log-likelihood:     -871.8141
+Method:           REML (exact)         AIC / BIC:          1755.63 / 1774.79
+No. observations: 180                  Converged:          yes
+Groups:           Subject (18)         Device / wall time: CPU / 0.00 s
+------------------------------------------------------------------------------
+                   Coef.   Std.Err.          z      P>|z|     [0.025     0.975]
+(Intercept)     251.4051     6.8246    36.8381      0.000   238.0291   264.7811
+Days             10.4673     1.5458     6.7715      0.000     7.4376    13.4970
+------------------------------------------------------------------------------
+Random effects:
+ Group     Name             Variance    Std.Dev.  Corr
+ Subject   (Intercept)      612.1002     24.7407
+           Days              35.0717      5.9221  0.07
+ Residual                   654.9400     25.5918
+=============================================================================="""
+
+
+def test_summary_text_is_golden():
+    assert pinned().summary().as_text() == GOLDEN
+    assert str(pinned().summary()) == GOLDEN
+
+
+def test_summary_shows_fit_warnings_and_html():
+    text = pinned(["SingularFitWarning: boundary (singular) fit"]).summary().as_text()
+    assert text.splitlines()[-1] == "Warning: SingularFitWarning: boundary (singular) fit"
+    page = pinned().summary()._repr_html_()
+    assert "<table>" in page and "Std.Err." in page and "Subject" in page and "REML (exact)" in page
+
+
+def test_summary_alpha_changes_the_interval_columns():
+    table = pinned().summary(alpha=0.1).fixed
+    assert list(table.columns)[-2:] == ["[0.050", "0.950]"]
