@@ -31,7 +31,7 @@ class Summary:
         half = (len(pairs) + 1) // 2
         for left, right in zip(pairs[:half], [*pairs[half:], ("", "")], strict=False):
             lines.append(
-                f"{left[0] + ':':<18}{left[1]:<21}{right[0] + ':' if right[0] else '':<20}{right[1]}".rstrip()
+                f"{left[0] + ':':<18}{left[1]:<{max(21, len(left[1]) + 2)}}{right[0] + ':' if right[0] else '':<20}{right[1]}".rstrip()
             )
         lines.append("-" * WIDTH)
         lines += _fixed_lines(self.fixed)
