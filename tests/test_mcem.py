@@ -139,3 +139,8 @@ def test_summary_has_the_mcem_diagnostics(sleep_mcem):
         and "check vs exact ML:" in text
         and "acceptance / step size:" in text
     )
+
+
+def test_mcem_needs_a_random_term(sleepstudy):
+    with pytest.raises(ValueError, match="no random-effects term"):
+        mtf.MixedLM.from_formula("Reaction ~ Days", sleepstudy).fit(progress=False)

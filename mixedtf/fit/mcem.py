@@ -150,6 +150,10 @@ def fit_mcem(design: Design, seed: int | None = None, **options) -> MixedLMResul
     opts = MCEMOptions(**options)
     if design.family != "gaussian":
         raise NotImplementedError(f"MCEM for family {design.family!r} is not available yet.")
+    if not design.groupings:
+        raise ValueError(
+            "the formula has no random-effects term such as (1 | g); nothing to integrate."
+        )
     if opts.deterministic:
         tf.config.experimental.enable_op_determinism()
     device = _device_name(opts.device)
