@@ -195,6 +195,11 @@ class Factorization:
         q = self.q_rest
         return self.L_raw[q:-1, q:-1]
 
+    def fixed_vcov(self, sigma2: float) -> np.ndarray:
+        """lme4's ``vcov``: ``sigma^2 (R_X' R_X)^{-1}``, conditional on theta."""
+        RX_inv = la.solve_triangular(self.RX_lower, np.eye(self.RX_lower.shape[0]), lower=True)
+        return sigma2 * RX_inv.T @ RX_inv
+
     def beta(self) -> np.ndarray:
         """``beta_hat(theta)`` from ``R_X' beta = r_Xy``."""
         q = self.q_rest

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import numpy as np
-import scipy.linalg as la
 from scipy.optimize import Bounds, minimize
 
 from mixedtf.design import Design
@@ -161,14 +160,13 @@ def _results(
     n, p = design.X.shape
     r2 = f.pwrss()
     sigma = np.sqrt(r2 / (n - p if reml else n))
-    LX_inv = la.solve_triangular(f.RX_lower, np.eye(p), lower=True)
     deviance_ml = profiled_deviance(f, n, p, reml=False)
     criterion = profiled_deviance(f, n, p, reml) if reml else None
     return MixedLMResults(
         design=design,
         method=info.method,
         beta=f.beta(),
-        beta_cov=sigma**2 * LX_inv.T @ LX_inv,
+        beta_cov=f.fixed_vcov(sigma**2),
         theta=f.theta,
         theta_names=theta_names(design.groupings),
         sigma=sigma,
@@ -196,18 +194,23 @@ def marginal_loglik(model: Any, params: dict[str, Any], reml: bool = False) -> f
     """
     design = model if isinstance(model, Design) else model.design_for(None)
     _check_gaussian(design)
+    return loglik_at(CrossProducts.build(design), params, reml)
+
+
+def loglik_at(cp: CrossProducts, params: dict[str, Any], reml: bool = False) -> float:
+    """:func:`marginal_loglik` on cross-products already formed (``cp``), for repeated calls."""
+    design_groupings = cp.groupings
     sigma = float(params["sigma"])
     covs = params["covariances"]
     if isinstance(covs, dict):
-        covs = [covs[g.name] for g in design.groupings]
-    if len(covs) != len(design.groupings):
-        raise ValueError(f"need {len(design.groupings)} covariance matrices; got {len(covs)}.")
+        covs = [covs[g.name] for g in design_groupings]
+    if len(covs) != len(design_groupings):
+        raise ValueError(f"need {len(design_groupings)} covariance matrices; got {len(covs)}.")
     Ts = [psd_factor(np.atleast_2d(c) / sigma**2) for c in covs]
-    cp = CrossProducts.build(design)
     f = factorize(cp, theta_from_factors(Ts))
     if f is None:
         return -np.inf
-    n, p = design.X.shape
+    n, p = cp.n, cp.p
     if reml:
         nmp = n - p
         r2 = f.pwrss()

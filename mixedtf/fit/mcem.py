@@ -25,7 +25,7 @@ from mixedtf.errors import ConvergenceWarning, ModelTooLargeError, MonteCarloWar
 from mixedtf.fit.blocked import CrossProducts, factorize
 from mixedtf.fit.covariance import psd_factor, theta_from_factors, theta_names
 from mixedtf.fit.kernel import EMKernel
-from mixedtf.fit.marginal import fit_marginal, marginal_loglik
+from mixedtf.fit.marginal import fit_marginal, loglik_at
 from mixedtf.model import compile_model
 from mixedtf.model.parameters import scale_name, start_values
 from mixedtf.results.results import FitInfo, MixedLMResults
@@ -184,14 +184,18 @@ def fit_mcem(design: Design, seed: int | None = None, **options) -> MixedLMResul
             "sigma2": (opts.scale if opts.scale is not None else float(start["sigma"])) ** 2,
         }
         state = kernel.initial_state(init, seed)
-        result = _iterate(kernel, state, opts, t0)
+        try:  # formed once: the stopping rule's standard errors and the log-likelihood use it
+            cp = CrossProducts.build(design)
+        except ModelTooLargeError:
+            cp = None
+        result = _iterate(kernel, state, opts, cp)
     state, trace, compile_time, stopped = result
     return _results(
-        design, kernel, state, trace, opts, chains, device, seed, compile_time, stopped, t0
+        design, kernel, state, trace, opts, chains, device, seed, compile_time, stopped, t0, cp
     )
 
 
-def _iterate(kernel: EMKernel, state: dict, opts: MCEMOptions, t0: float):
+def _iterate(kernel: EMKernel, state: dict, opts: MCEMOptions, cp: CrossProducts | None):
     from tqdm.auto import tqdm
 
     layout = kernel.layout
@@ -217,16 +221,11 @@ def _iterate(kernel: EMKernel, state: dict, opts: MCEMOptions, t0: float):
             logp=f"{trace[-1, layout.names.index('logp')]:.1f}",
         )
         averaged = full[opts.burnin :]
-        if averaged.shape[0] >= opts.min_averaged and _converged(kernel, state, averaged, opts):
+        if averaged.shape[0] >= opts.min_averaged and _converged(kernel, state, averaged, opts, cp):
             stopped = "tolerance"
             break
     bar.close()
     return state, np.concatenate(rows), compile_time, stopped
-
-
-def _estimates(layout, averaged: np.ndarray):
-    mean = averaged.mean(axis=0)
-    return mean, mcse(averaged)
 
 
 def _sd_columns(layout) -> list[int]:
@@ -243,32 +242,32 @@ def _louis_vcov(kernel: EMKernel, state: dict, sigma2: float) -> np.ndarray:
         return np.full_like(info, np.nan)
 
 
-def _fixed_vcov(kernel: EMKernel, state: dict, beta_covs_sigma2) -> np.ndarray:
+def _fixed_vcov(
+    kernel: EMKernel, state: dict, beta_covs_sigma2, cp: CrossProducts | None
+) -> np.ndarray:
     """Covariance of the fixed effects at the given parameters: lme4's ``vcov``,
     ``sigma^2 (R_X' R_X)^{-1}`` (conditional on the covariance parameters), evaluated at the
     MCEM estimates with the blocked factor; Louis' method when that is too large. Louis'
     observed information is a small difference of two large matrices when most of an
     effect's information is missing (InstEval's intercept) and came out 5-120% off."""
     _, covs, sigma2 = beta_covs_sigma2
-    design = kernel.model.design
-    try:
-        cp = CrossProducts.build(design)
-    except ModelTooLargeError:
-        return _louis_vcov(kernel, state, sigma2)
-    f = factorize(cp, theta_from_factors([psd_factor(c / sigma2) for c in covs]))
-    if f is None:
-        return _louis_vcov(kernel, state, sigma2)
-    LX_inv = np.linalg.inv(f.RX_lower)
-    return sigma2 * LX_inv.T @ LX_inv
+    f = (
+        None
+        if cp is None
+        else factorize(cp, theta_from_factors([psd_factor(c / sigma2) for c in covs]))
+    )
+    return _louis_vcov(kernel, state, sigma2) if f is None else f.fixed_vcov(sigma2)
 
 
-def _converged(kernel: EMKernel, state: dict, averaged: np.ndarray, opts: MCEMOptions) -> bool:
+def _converged(kernel: EMKernel, state: dict, averaged: np.ndarray, opts: MCEMOptions, cp) -> bool:
     layout = kernel.layout
-    mean, mc_se = _estimates(layout, averaged)
+    mean, mc_se = averaged.mean(axis=0), mcse(averaged)
     var_cols = _sd_columns(layout)
     # relative MCSE of an SD is half the relative MCSE of its variance
     sd_ok = all(mc_se[i] / (2.0 * max(mean[i], 1e-12)) <= opts.rtol for i in var_cols)
-    se = np.sqrt(np.diag(_fixed_vcov(kernel, state, _unpack(kernel.model.design, layout, mean))))
+    se = np.sqrt(
+        np.diag(_fixed_vcov(kernel, state, _unpack(kernel.model.design, layout, mean), cp))
+    )
     beta_ok = bool(np.all(mc_se[: layout.p] <= opts.se_tol * se))
     return sd_ok and beta_ok
 
@@ -288,12 +287,14 @@ def _unpack(design: Design, layout, mean: np.ndarray):
     return beta, covs, sigma2
 
 
-def _results(design, kernel, state, trace, opts, chains, device, seed, compile_time, stopped, t0):
+def _results(
+    design, kernel, state, trace, opts, chains, device, seed, compile_time, stopped, t0, cp
+):
     layout = kernel.layout
     averaged = (
         trace[opts.burnin :] if trace.shape[0] > opts.burnin else trace[trace.shape[0] // 2 :]
     )
-    mean, mc_se = _estimates(layout, averaged)
+    mean, mc_se = averaged.mean(axis=0), mcse(averaged)
     beta, covs, sigma2 = _unpack(design, layout, mean)
     sigma = float(np.sqrt(sigma2))
     Ts = [psd_factor(c / sigma2) for c in covs]
@@ -304,10 +305,7 @@ def _results(design, kernel, state, trace, opts, chains, device, seed, compile_t
         for sbb, m in zip(state["sum_bb"], modes, strict=True)
     ]
     params = {"beta": beta, "sigma": sigma, "covariances": covs}
-    try:
-        loglik = marginal_loglik(design, params)
-    except (ModelTooLargeError, ValueError):
-        loglik = float("nan")
+    loglik = loglik_at(cp, params) if cp is not None else float("nan")
     recorded: list[str] = []
     if stopped == "budget":
         warn(
@@ -343,7 +341,7 @@ def _results(design, kernel, state, trace, opts, chains, device, seed, compile_t
         design=design,
         method="mcem",
         beta=beta,
-        beta_cov=_fixed_vcov(kernel, state, (beta, covs, sigma2)),
+        beta_cov=_fixed_vcov(kernel, state, (beta, covs, sigma2), cp),
         theta=theta_from_factors(Ts),
         theta_names=theta_names(design.groupings),
         sigma=sigma,

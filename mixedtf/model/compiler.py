@@ -20,7 +20,6 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -149,7 +148,3 @@ def compile_model(
         z=tuple(tf.constant(g.z.astype(np_dtype)) for g in design.groupings),
         gathers=gathers,
     )
-
-
-def as_numpy(params: dict[str, tf.Tensor]) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in params.items()}
