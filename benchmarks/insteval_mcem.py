@@ -34,11 +34,11 @@ from mixedtf.fit.covariance import theta_from_factors
 FORMULA = "y ~ service + (1|s) + (1|d) + (1|dept)"
 
 
-def run_mcem(df, exact, seed: int) -> dict:
+def run_mcem(df, exact, seed: int, options: dict) -> dict:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = mtf.MixedLM.from_formula(FORMULA, df).fit(seed=seed, progress=False)
+        res = mtf.MixedLM.from_formula(FORMULA, df).fit(seed=seed, progress=False, **options)
     wall = time.perf_counter() - t0
     info = res.fit_info
     print(
@@ -175,12 +175,25 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--skip-tutorial", action="store_true")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an MCEM option (MCEMOptions), e.g. --option chains=16; repeatable",
+    )
     args = parser.parse_args()
     df = mtf.datasets.load("InstEval")
     model = mtf.MixedLM.from_formula(FORMULA, df)
     exact = model.fit(method="ml")
     print(f"InstEval, {FORMULA}; exact ML logLik {exact.loglik:.4f}")
-    runs = [run_mcem(df, exact, seed) for seed in args.seeds]
+    options = {}
+    for item in args.option:
+        name, _, value = item.partition("=")
+        options[name] = float(value) if "." in value or "e" in value else int(value)
+    if options:
+        print(f"MCEM options: {options}")
+    runs = [run_mcem(df, exact, seed, options) for seed in args.seeds]
     walls = [r["wall"] for r in runs]
     print(
         f"\nmixedtf MCEM fit(): median {np.median(walls):.1f} s over {len(walls)} seeds "

@@ -23,3 +23,19 @@ def reference(case: str) -> dict:
 @pytest.fixture(scope="session")
 def sleepstudy():
     return mtf.datasets.load("sleepstudy")
+
+
+@pytest.fixture(scope="session")
+def sleep_mcem(sleepstudy):
+    """MCEM fit of sleepstudy's ``(Days|Subject)`` with a fixed seed."""
+    return mtf.MixedLM.from_formula("Reaction ~ Days + (Days|Subject)", sleepstudy).fit(
+        seed=20261125, progress=False
+    )
+
+
+@pytest.fixture(scope="session")
+def sleep_reml(sleepstudy):
+    """REML fit of sleepstudy's ``(Days|Subject)`` (lme4's ``lmer`` default)."""
+    return mtf.MixedLM.from_formula("Reaction ~ Days + (Days|Subject)", sleepstudy).fit(
+        method="reml"
+    )

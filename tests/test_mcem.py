@@ -15,13 +15,6 @@ from mixedtf import ConvergenceWarning
 from mixedtf.fit.mcem import MCEMOptions, mcse
 
 
-@pytest.fixture(scope="module")
-def sleep_mcem(sleepstudy):
-    return mtf.MixedLM.from_formula("Reaction ~ Days + (Days|Subject)", sleepstudy).fit(
-        seed=20261125, progress=False
-    )
-
-
 def test_sleepstudy_slopes_agree_with_lme4_ml(sleep_mcem):
     ref = reference("sleepstudy_slope_ML")  # lmer(Reaction ~ Days + (Days | Subject), REML = FALSE)
     res = sleep_mcem

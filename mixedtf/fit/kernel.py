@@ -39,15 +39,25 @@ from mixedtf.model.parameters import scale_name
 
 @dataclass(frozen=True)
 class TraceLayout:
-    """Column names of the trace: beta, vech(Sigma_j) per grouping, sigma^2, then diagnostics."""
+    """Column names of the trace: beta, vech(Sigma_j) per grouping, sigma^2, diagnostics
+    (``accept``, ``step_size``, ``logp``), then the first chain's draws of the traced levels
+    (``b:<group>:<level>:<column>``)."""
 
     names: tuple[str, ...]
     p: int
     vech_sizes: tuple[int, ...]
+    traced: tuple[np.ndarray, ...]  # per grouping, indices of the traced levels
+
+    @property
+    def n_parameters(self) -> int:
+        """Columns up to and including ``sigma2``."""
+        return self.names.index("sigma2") + 1
 
     @classmethod
-    def of(cls, model: CompiledModel) -> TraceLayout:
+    def of(cls, model: CompiledModel, traced: tuple[np.ndarray, ...] | None = None) -> TraceLayout:
         d = model.design
+        if traced is None:
+            traced = tuple(np.zeros(0, np.int32) for _ in d.groupings)
         names = [f"beta:{n}" for n in d.fixed_names]
         sizes = []
         for g in d.groupings:
@@ -60,7 +70,9 @@ class TraceLayout:
             ]
             sizes.append(rows.size)
         names += ["sigma2", "accept", "step_size", "logp"]
-        return cls(tuple(names), d.X.shape[1], tuple(sizes))
+        for g, levels in zip(d.groupings, traced, strict=True):
+            names += [f"b:{g.name}:{g.levels[lv]}:{c}" for lv in levels for c in g.colnames]
+        return cls(tuple(names), d.X.shape[1], tuple(sizes), tuple(traced))
 
 
 class EMKernel:
@@ -76,19 +88,31 @@ class EMKernel:
         fixed_sigma: float | None = None,
         e_step_only: bool = False,
         sa_exponent: float = 0.0,
+        px_scale: bool = True,
+        traced: tuple[np.ndarray, ...] | None = None,
     ) -> None:
         self.model = model
         self.chunk_size = chunk_size
         self.e_step_only = e_step_only  # sample at fixed parameters (diagnostics and tests)
         self.sa_exponent = sa_exponent
+        self.px_scale = px_scale
         self.chains = chains
         self.n_leapfrog = n_leapfrog
         self.target_accept = target_accept
         self.fixed_sigma = fixed_sigma
-        self.layout = TraceLayout.of(model)
+        self.layout = TraceLayout.of(model, traced)
         d, dt = model.design, model.dtype
         X = d.X
         self._XtX_inv = tf.constant(np.linalg.inv(X.T @ X), dt)
+        y_tilde = d.y - d.offset
+        self._XtX = tf.constant(X.T @ X, tf.float64)  # the PX normal equations are float64
+        self._Xty = tf.constant(X.T @ y_tilde, tf.float64)
+        self._yty = tf.constant(y_tilde @ y_tilde, tf.float64)
+        self._Zty = []  # Z_j'(y - offset) per level and column: L x k
+        for g in d.groupings:
+            zty = np.zeros((g.n_levels, g.k))
+            np.add.at(zty, g.codes, g.z * y_tilde[:, None])
+            self._Zty.append(tf.constant(zty, dt))
         # A_l = sum over each level's rows of z z': the data part of the conditional precision
         self._A = []
         for g in d.groupings:
@@ -126,6 +150,80 @@ class EMKernel:
         for b, z, gather in zip(effects, m.z, m.gathers, strict=True):
             eta = eta + tf.reduce_sum(gather(b) * z, axis=-1)
         return eta
+
+    def _plain_regression(self, effects):
+        """M-step for beta and the residual sum of squares, summed over chains:
+        ``beta = (X'X)^{-1} X' mean_c(y - Z b_c)``, ``rss = sum_c ||y - X beta - Z b_c||^2``.
+        The per-row ``Z b_c`` has a single consumer, ``||Z b_c||^2`` (with several, XLA
+        recomputed its gathers in each: ~45 ms an iteration at 32 chains)."""
+        m = self.model
+        C = tf.cast(self.chains, m.dtype)
+        mean_b = [tf.reduce_mean(b, 0, keepdims=True) for b in effects]
+        r_mean = m.y - m.offset - self._random_part(mean_b)[0]
+        beta = tf.linalg.matvec(self._XtX_inv, tf.linalg.matvec(m.X, r_mean, transpose_a=True))
+        e0 = m.y - m.offset - tf.linalg.matvec(m.X, beta)
+        cross = tf.add_n(
+            [
+                tf.einsum(
+                    "lk,clk->c",
+                    tf.math.unsorted_segment_sum(e0[:, tf.newaxis] * z, g.codes, g.n_levels),
+                    b,
+                )
+                for b, z, g in zip(effects, m.z, m.gathers, strict=True)
+            ]
+        )  # e0' Z b_c
+        zb_sq = tf.reduce_sum(tf.square(self._random_part(effects)), axis=-1)  # ||Z b_c||^2
+        rss = C * tf.reduce_sum(e0 * e0) - 2.0 * tf.reduce_sum(cross) + tf.reduce_sum(zb_sq)
+        return beta, rss
+
+    def _px_regression(self, effects):
+        """Scale parameter expansion (PX-EM; Liu, Rubin & Wu 1998, sec. 5): the working model
+        ``y = X beta + sum_j sum_a alpha_ja w_ja + e`` with ``w_ja = z_a * b_ja[codes]``, fitted
+        by least squares over all chains. Returns ``beta``, ``alpha`` per grouping (a
+        ``k`` vector; the draws and Sigma_j are rescaled by it) and the residual sum of
+        squares. Without it the EM creeps: on a 15% subset of InstEval SD(students) was
+        still 5% high after 300 iterations.
+
+        Normal equations from small statistics: ``X'X``; ``X'W`` and ``y'W`` from the
+        per-level ``Z'X``, ``Z'y``; ``W'W`` from one pass over the rows. Solved in float64.
+        """
+        m = self.model
+        dt = m.dtype
+        C = tf.cast(self.chains, dt)
+        w = [
+            tf.transpose(gather(b) * z, [2, 0, 1])  # [k, C, n]
+            for b, z, gather in zip(effects, m.z, m.gathers, strict=True)
+        ]
+        W = tf.concat(w, 0)  # [K, C, n]
+        WtW = tf.einsum("kcn,mcn->km", W, W)
+        XtW = tf.concat(
+            [tf.einsum("lkp,clk->pk", ztx, b) for ztx, b in zip(self._ZtX, effects, strict=True)], 1
+        )
+        ytW = tf.concat(
+            [tf.einsum("lk,clk->k", zty, b) for zty, b in zip(self._Zty, effects, strict=True)], 0
+        )
+        C64 = tf.cast(C, tf.float64)
+        WtW, XtW, ytW = (tf.cast(t, tf.float64) for t in (WtW, XtW, ytW))
+        M64 = tf.concat(
+            [
+                tf.concat([C64 * self._XtX, XtW], 1),
+                tf.concat([tf.transpose(XtW), WtW], 1),
+            ],
+            0,
+        )
+        rhs64 = tf.concat([C64 * self._Xty, ytW], 0)
+        jitter = 1e-10 * tf.linalg.diag(tf.linalg.diag_part(M64))
+        coef64 = tf.linalg.cholesky_solve(tf.linalg.cholesky(M64 + jitter), rhs64[:, tf.newaxis])[
+            :, 0
+        ]
+        rss64 = C64 * self._yty - tf.reduce_sum(coef64 * rhs64)
+        coef = tf.cast(coef64, dt)
+        p = self.layout.p
+        beta, alpha, at = coef[:p], [], p
+        for g in m.design.groupings:
+            alpha.append(coef[at : at + g.k])
+            at += g.k
+        return beta, alpha, tf.cast(rss64, dt)
 
     def _chunk(self, state, adapt, accumulate):
         n_iter = self.chunk_size  # static: one XLA compilation serves every chunk
@@ -185,6 +283,24 @@ class EMKernel:
                     b - px * tf.reduce_mean(b, axis=[0, 1])
                     for b, px in zip(effects, self._px, strict=True)
                 ]
+            # scale expansion during the burn-in only: it speeds up the EM's approach to the
+            # optimum, but rescaling the draws by their own noisy regression coefficient biased
+            # the averaged SDs up (+0.2% on InstEval, 10 Monte Carlo s.e.)
+            if self.px_scale and not self.e_step_only:
+
+                def expanded():
+                    beta, alpha, rss = self._px_regression(effects)
+                    return beta, [b * a for b, a in zip(effects, alpha, strict=True)], rss
+
+                def plain():
+                    beta, rss = self._plain_regression(effects)
+                    return beta, effects, rss
+
+                beta, effects, rss = tf.cond(accumulate, plain, expanded)
+            else:
+                beta, rss = self._plain_regression(effects)
+            if self.fixed_sigma is None:
+                sigma2 = rss / (C * n)
             draws = [
                 tf.einsum("clk,clm->km", b, b) / (C * tf.cast(tf.shape(b)[1], dt)) for b in effects
             ]
@@ -196,27 +312,6 @@ class EMKernel:
                 accumulate, (st["n_louis"] + 1.0) ** (-self.sa_exponent), tf.constant(1.0, dt)
             )
             covs = [cv + gamma * (dr - cv) for cv, dr in zip(st["covs"], draws, strict=True)]
-            # M-step from per-level statistics; the per-row Z b_c has a single consumer,
-            # ||Z b_c||^2 (with several, XLA recomputed its gathers in each: ~45 ms an
-            # iteration at 32 chains, against 3.5 ms for the gathers alone)
-            mean_b = [tf.reduce_mean(b, 0, keepdims=True) for b in effects]
-            r_mean = m.y - m.offset - self._random_part(mean_b)[0]
-            beta = tf.linalg.matvec(self._XtX_inv, tf.linalg.matvec(m.X, r_mean, transpose_a=True))
-            e0 = m.y - m.offset - tf.linalg.matvec(m.X, beta)
-            cross = tf.add_n(
-                [
-                    tf.einsum(
-                        "lk,clk->c",
-                        tf.math.unsorted_segment_sum(e0[:, tf.newaxis] * z, g.codes, g.n_levels),
-                        b,
-                    )
-                    for b, z, g in zip(effects, m.z, m.gathers, strict=True)
-                ]
-            )  # e0' Z b_c
-            zb_sq = tf.reduce_sum(tf.square(self._random_part(effects)), axis=-1)  # ||Z b_c||^2
-            if self.fixed_sigma is None:
-                rss = C * tf.reduce_sum(e0 * e0) - 2.0 * tf.reduce_sum(cross) + tf.reduce_sum(zb_sq)
-                sigma2 = rss / (C * n)
             if self.e_step_only:
                 beta, covs, sigma2 = st["beta"], st["covs"], st["sigma2"]
             # Louis: between-chain covariance of X'Z b_c, from the per-level Z'X
@@ -240,6 +335,10 @@ class EMKernel:
                     tf.reshape(rate, [1]),
                     tf.reshape(step, [1]),
                     tf.reshape(tf.reduce_mean(logp), [1]),
+                ]
+                + [
+                    tf.reshape(tf.gather(b[0], levels), [-1])
+                    for b, levels in zip(effects, self.layout.traced, strict=True)
                 ],
                 0,
             )

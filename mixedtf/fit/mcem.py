@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ from mixedtf.fit.kernel import EMKernel
 from mixedtf.fit.marginal import fit_marginal, loglik_at
 from mixedtf.model import compile_model
 from mixedtf.model.parameters import scale_name, start_values
-from mixedtf.results.results import FitInfo, MixedLMResults
+from mixedtf.results.results import AnalyticCheck, FitInfo, MixedLMResults
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class MCEMOptions:
     rtol: float = 0.02
     se_tol: float = 0.05
     target_accept: float = 0.75
+    px_scale: bool = True  # scale parameter expansion in the M-step (PX-EM)
     sa_exponent: float = 0.0  # > 0: SAEM steps (t - burnin)^-a on the covariance statistics
     dtype: str = "float32"
     scale: float | None = None
@@ -52,6 +53,7 @@ class MCEMOptions:
     deterministic: bool = False
     progress: bool | None = None
     check: bool = True
+    trace_levels: int | dict = 3  # levels per term whose draws (first chain) the trace keeps
 
     def __post_init__(self) -> None:
         for name in ("n_leapfrog", "chunk_size", "max_iterations"):
@@ -73,22 +75,6 @@ class MCEMOptions:
             )
         if self.burnin < self.warmup:
             raise ValueError(f"burnin ({self.burnin}) must be at least warmup ({self.warmup}).")
-
-
-@dataclass(frozen=True)
-class AnalyticCheck:
-    """MCEM estimates against the exact ML optimum (Gaussian models).
-
-    ``gap`` = exact log-likelihood at the optimum minus at the MCEM estimates (>= 0);
-    ``table`` has per parameter the MCEM and exact values, the difference, relative
-    difference and the difference in standard errors (exact SEs for fixed effects,
-    Monte Carlo SEs for variance parameters).
-    """
-
-    loglik_mcem: float
-    loglik_exact: float
-    gap: float
-    table: pd.DataFrame = field(repr=False)
 
 
 def mcse(x: np.ndarray) -> np.ndarray:
@@ -131,6 +117,28 @@ def default_chains(design: Design, device: str) -> int:
     return int(np.clip(2 ** int(np.ceil(np.log2(512 / fewest))), 16, 32))
 
 
+def traced_levels(design: Design, spec: int | dict) -> tuple[np.ndarray, ...]:
+    """Indices of the levels whose draws the trace keeps: the first ``spec`` levels of each
+    grouping, or ``{group name: [level labels]}`` (other groupings: none)."""
+    out = []
+    for g in design.groupings:
+        if isinstance(spec, dict):
+            labels = [str(v) for v in spec.get(g.name, spec.get(g.factor, []))]
+            lookup = {str(v): i for i, v in enumerate(g.levels)}
+            missing = [v for v in labels if v not in lookup]
+            if missing:
+                raise ValueError(
+                    f"trace_levels: {missing[:5]} are not levels of {g.name!r} "
+                    f"(levels such as {list(g.levels[:5])})."
+                )
+            out.append(np.array([lookup[v] for v in labels], np.int32))
+        else:
+            if int(spec) < 0:
+                raise ValueError(f"trace_levels must be >= 0 or a dict; got {spec!r}.")
+            out.append(np.arange(min(int(spec), g.n_levels), dtype=np.int32))
+    return tuple(out)
+
+
 def _device_name(requested: str | None) -> str:
     if requested:
         return requested.upper()
@@ -171,6 +179,8 @@ def fit_mcem(design: Design, seed: int | None = None, **options) -> MixedLMResul
             opts.chunk_size,
             fixed_sigma=opts.scale,
             sa_exponent=opts.sa_exponent,
+            px_scale=opts.px_scale,
+            traced=traced_levels(design, opts.trace_levels),
         )
         start = start_values(design)
         init = {
@@ -327,7 +337,13 @@ def _results(
         device=device,
         seed=seed,
         extra={
-            "mcse": dict(zip(layout.names[: len(mean) - 3], mc_se[: len(mean) - 3], strict=True)),
+            "mcse": dict(
+                zip(
+                    layout.names[: layout.n_parameters],
+                    mc_se[: layout.n_parameters],
+                    strict=True,
+                )
+            ),
             "acceptance": float(trace[opts.warmup :, layout.names.index("accept")].mean()),
             "step_size": float(np.exp(state["log_eps_bar"])),
             "compile_time": compile_time,
