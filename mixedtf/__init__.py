@@ -20,7 +20,7 @@ from mixedtf.errors import (
 )
 from mixedtf.formula import parse_formula
 from mixedtf.mixedlm import MixedLM, lmer
-from mixedtf.results import anova
+from mixedtf.results import anova, load
 
 __version__ = "0.1.0"
 
@@ -42,5 +42,6 @@ __all__ = [
     "datasets",
     "errors",
     "lmer",
+    "load",
     "parse_formula",
 ]

@@ -64,6 +64,7 @@ class Design:
         groupings: grouping specs in lme4's order.
         index: index labels of the rows used (rows with missing values dropped).
         n_dropped: how many rows were dropped for missing values.
+        data: the used columns of the rows used (what ``save`` stores to rebuild the design).
     """
 
     formula: Formula
@@ -78,6 +79,7 @@ class Design:
     groupings: tuple[GroupingSpec, ...]
     index: pd.Index
     n_dropped: int
+    data: pd.DataFrame | None = None
 
     @property
     def nobs(self) -> int:
@@ -204,4 +206,5 @@ def build_design(formula: str | Formula, data: Any, family: str = "gaussian") ->
         groupings=tuple(groupings),
         index=complete.index,
         n_dropped=len(frame) - len(complete),
+        data=complete[names],
     )

@@ -39,13 +39,30 @@ class FitInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AnalyticCheck:
+    """MCEM estimates against the exact ML optimum (Gaussian models).
+
+    ``gap`` = exact log-likelihood at the optimum minus at the MCEM estimates (>= 0);
+    ``table`` has per parameter the MCEM and exact values, the difference, relative
+    difference and the difference in standard errors (exact SEs for fixed effects,
+    Monte Carlo SEs for variance parameters).
+    """
+
+    loglik_mcem: float
+    loglik_exact: float
+    gap: float
+    table: pd.DataFrame = field(repr=False)
+
+
 class MixedLMResults:
     """A fitted mixed model.
 
     Args:
         design: the design the model was fitted on.
         method: ``"ml"``, ``"reml"`` or ``"mcem"``.
-        beta, beta_cov: fixed effects and their covariance (lme4's ``vcov``).
+        beta: fixed effects.
+        beta_cov: their covariance (lme4's ``vcov``).
         theta: lme4's theta (relative covariance factors, column-wise lower triangles).
         sigma: residual standard deviation.
         covariances: per grouping, the ``k x k`` covariance matrix of its random effects.
@@ -245,6 +262,13 @@ class MixedLMResults:
         if include_random:
             eta = eta + random_part(groupings, self._modes, new_levels)
         return pd.Series(eta, index=index, name="predicted")
+
+    def save(self, path) -> None:
+        """Write the fit to ``path`` (a NumPy ``.npz`` archive with a JSON header, read back
+        with :func:`mixedtf.load`; no pickle, see :mod:`mixedtf.results.storage`)."""
+        from mixedtf.results.storage import save_results
+
+        save_results(self, path)
 
     def summary(self, alpha: float = 0.05):
         """Header, fixed-effects table, random-effects table, MCEM diagnostics and warnings
