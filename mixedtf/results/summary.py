@@ -30,9 +30,12 @@ class Summary:
         pairs = self.header
         half = (len(pairs) + 1) // 2
         for left, right in zip(pairs[:half], [*pairs[half:], ("", "")], strict=False):
-            lines.append(
-                f"{left[0] + ':':<18}{left[1]:<{max(21, len(left[1]) + 2)}}{right[0] + ':' if right[0] else '':<20}{right[1]}".rstrip()
-            )
+            right_cell = f"{right[0] + ':' if right[0] else '':<20}{right[1]}"
+            if len(left[1]) > 20:  # a long left value (many groups) gets its own line
+                lines.append(f"{left[0] + ':':<18}{left[1]}")
+                lines.append(f"{'':<39}{right_cell}".rstrip())
+            else:
+                lines.append(f"{left[0] + ':':<18}{left[1]:<21}{right_cell}".rstrip())
         lines.append("-" * WIDTH)
         lines += _fixed_lines(self.fixed)
         lines.append("-" * WIDTH)
