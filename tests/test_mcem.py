@@ -137,3 +137,17 @@ def test_summary_has_the_mcem_diagnostics(sleep_mcem):
 def test_mcem_needs_a_random_term(sleepstudy):
     with pytest.raises(ValueError, match="no random-effects term"):
         mtf.MixedLM.from_formula("Reaction ~ Days", sleepstudy).fit(progress=False)
+
+
+def test_traced_levels_by_count_or_by_label(sleepstudy):
+    from mixedtf.fit.mcem import traced_levels
+
+    design = mtf.build_design("Reaction ~ Days + (Days || Subject)", sleepstudy)
+    # (Days || Subject) is two groupings on Subject: Subject and Subject.1
+    assert [t.tolist() for t in traced_levels(design, 2)] == [[0, 1], [0, 1]]
+    picked = traced_levels(design, {"Subject.1": ["310", "308"]})
+    assert [t.tolist() for t in picked] == [[], [2, 0]]
+    with pytest.raises(ValueError, match=r"\['999'\] are not levels of 'Subject'"):
+        traced_levels(design, {"Subject": ["999"]})
+    with pytest.raises(ValueError, match="trace_levels must be >= 0"):
+        traced_levels(design, -1)
