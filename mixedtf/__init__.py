@@ -19,7 +19,7 @@ from mixedtf.errors import (
     SingularFitWarning,
 )
 from mixedtf.formula import parse_formula
-from mixedtf.mixedlm import MixedLM, lmer
+from mixedtf.mixedlm import MixedLM, glmer, lmer
 from mixedtf.results import anova, load
 
 __version__ = "0.1.0"
@@ -41,6 +41,7 @@ __all__ = [
     "build_design",
     "datasets",
     "errors",
+    "glmer",
     "lmer",
     "load",
     "parse_formula",

@@ -12,7 +12,7 @@ from mixedtf.design import FAMILIES, Design, build_design
 from mixedtf.errors import DesignError
 from mixedtf.formula import Formula, parse_formula
 
-METHODS = ("mcem", "ml", "reml")
+METHODS = ("mcem", "ml", "reml", "laplace")
 
 
 class MixedLM:
@@ -63,7 +63,9 @@ class MixedLM:
             data: data to fit on; defaults to the data given to :meth:`from_formula`.
             method: ``"mcem"`` (default) for Monte Carlo EM on the compiled TFP model (GPU
                 when TensorFlow sees one); ``"ml"`` or ``"reml"`` for the exact Gaussian
-                marginal likelihood (profiled, as lme4's ``lmer``).
+                marginal likelihood (profiled, as lme4's ``lmer``); ``"laplace"`` for binomial
+                and Poisson models by the Laplace approximation, or adaptive Gauss-Hermite
+                quadrature with ``n_agq > 1`` (as lme4's ``glmer``).
             seed: seed of Monte Carlo EM; the same seed gives the same fit on a CPU.
             **options: estimator options (``mixedtf.fit.mcem.MCEMOptions`` for MCEM;
                 ``fit_marginal``'s keyword arguments for ML/REML).
@@ -81,6 +83,19 @@ class MixedLM:
             from mixedtf.fit import fit_marginal
 
             return fit_marginal(design, reml=method == "reml", **options)
+        if method == "laplace":
+            if self.family not in ("binomial", "poisson"):
+                raise ValueError(
+                    f"method='laplace' fits binomial and Poisson models; family is {self.family!r}. "
+                    + (
+                        "Use method='ml' or 'reml'."
+                        if self.family == "gaussian"
+                        else "Use method='mcem'."
+                    )
+                )
+            from mixedtf.fit.laplace import fit_laplace
+
+            return fit_laplace(design, **options)
         from mixedtf.fit.mcem import fit_mcem  # imports TensorFlow
 
         return fit_mcem(design, seed=seed, **options)
@@ -111,6 +126,14 @@ def _family_name(family: Any) -> str:
     if not isinstance(name, str) or name.lower() not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}; got {family!r}.")
     return name.lower()
+
+
+def glmer(formula: str, data: Any, family: str = "binomial", nAGQ: int = 1, **options: Any):
+    """lme4's ``glmer``: a binomial or Poisson GLMM by the Laplace approximation (``nAGQ = 1``)
+    or adaptive Gauss-Hermite quadrature (``nAGQ > 1``, one scalar random term)."""
+    return MixedLM.from_formula(formula, data, family=family).fit(
+        method="laplace", n_agq=nAGQ, **options
+    )
 
 
 def lmer(formula: str, data: Any, REML: bool = True, **options: Any):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mixedtf.design.data import evaluate
-from mixedtf.errors import DesignError
+from mixedtf.errors import DesignError, FamilyError
 from mixedtf.formula import Response
 
 
@@ -51,6 +51,8 @@ def build_response(
                 "Use family='binomial'."
             )
         cols = [_numeric(evaluate(e, frame), e, family) for e in response.cbind]
+        for e, c in zip(response.cbind, cols, strict=True):
+            _check_counts(c, f"cbind(...) column {e!r}", "binomial")
         return np.column_stack(cols), None
     values = evaluate(response.expr, frame)
     if (
@@ -76,5 +78,32 @@ def build_response(
                 )
             return (cat.cat.codes.to_numpy() == 1).astype(np.float64), levels
         if family == "ordinal":
+            _check_categories(len(levels), response.expr)
             return cat.cat.codes.to_numpy(np.float64) + 1.0, levels
-    return _numeric(values, response.expr, family), None
+    y = _numeric(values, response.expr, family)
+    if family == "binomial" and (np.any(y < 0) or np.any(y > 1)):
+        bad = y[(y < 0) | (y > 1)]
+        raise FamilyError(
+            f"a numeric binomial response must be 0/1 (or a proportion); {response.expr!r} has "
+            f"{bad.size} values outside [0, 1], such as {bad[:3].tolist()}. For counts out of "
+            "trials write cbind(successes, failures) ~ ..."
+        )
+    if family == "poisson":
+        _check_counts(y, f"the response {response.expr!r}", "poisson")
+    if family == "ordinal":
+        _check_categories(np.unique(y).size, response.expr)
+    return y, None
+
+
+def _check_counts(y: np.ndarray, what: str, family: str) -> None:
+    bad = (y < 0) | (y != np.round(y))
+    if bad.any():
+        raise FamilyError(
+            f"{what} must be non-negative whole counts for family={family!r}; {int(bad.sum())} "
+            f"values are not, such as {y[bad][:3].tolist()}."
+        )
+
+
+def _check_categories(k: int, expr: str) -> None:
+    if k < 2:
+        raise FamilyError(f"an ordinal response needs at least two categories; {expr!r} has {k}.")

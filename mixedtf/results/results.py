@@ -116,9 +116,19 @@ class MixedLMResults:
         return self.design.ngroups
 
     @property
+    def has_scale(self) -> bool:
+        """Whether the family has a residual SD (Gaussian); binomial and Poisson do not."""
+        return self.design.family == "gaussian"
+
+    @property
+    def link(self) -> str:
+        return self.fit_info.extra.get("link", "identity" if self.has_scale else "logit")
+
+    @property
     def df_model(self) -> int:
-        """Number of parameters: fixed effects, theta and the residual SD (lme4's logLik df)."""
-        return self._beta.size + self.theta.size + 1
+        """Number of parameters: fixed effects, theta and, for Gaussian models, the residual SD
+        (lme4's logLik df)."""
+        return self._beta.size + self.theta.size + int(self.has_scale)
 
     @property
     def aic(self) -> float:
@@ -179,7 +189,8 @@ class MixedLMResults:
                     denom = sd[a] * sd[b]
                     corr = cov[b, a] / denom if denom > 0 else np.nan
                     rows.append((g.name, g.colnames[a], g.colnames[b], cov[b, a], corr))
-        rows.append(("Residual", pd.NA, pd.NA, self.sigma**2, self.sigma))
+        if self.has_scale:
+            rows.append(("Residual", pd.NA, pd.NA, self.sigma**2, self.sigma))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
     # -- random effects --------------------------------------------------------

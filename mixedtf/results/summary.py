@@ -114,7 +114,8 @@ def _random_table(res) -> pd.DataFrame:
                     " ".join(f"{c:.2f}" for c in cors),
                 )
             )
-    rows.append(("Residual", "", f"{res.sigma**2:.4f}", f"{res.sigma:.4f}", ""))
+    if res.has_scale:
+        rows.append(("Residual", "", f"{res.sigma**2:.4f}", f"{res.sigma:.4f}", ""))
     return pd.DataFrame(rows, columns=["Group", "Name", "Variance", "Std.Dev.", "Corr"])
 
 
@@ -122,11 +123,17 @@ def summarize(res, alpha: float = 0.05) -> Summary:
     """The :class:`Summary` of a fitted model."""
     info = res.fit_info
     groups = ", ".join(f"{k} ({v})" for k, v in res.ngroups.items())
-    method = {"ml": "ML (exact)", "reml": "REML (exact)", "mcem": "Monte Carlo EM (ML)"}[res.method]
+    method = {
+        "ml": "ML (exact)",
+        "reml": "REML (exact)",
+        "mcem": "Monte Carlo EM (ML)",
+        "laplace": "Laplace (ML)",
+        "agq": f"AGQ, {info.extra.get('n_agq')} nodes (ML)",
+    }[res.method]
     loglik = f"{res.loglik:.4f}" if np.isfinite(res.loglik) else "n/a"
     header = [
         ("Model", "MixedLM"),
-        ("Family / link", f"{res.design.family} / identity"),
+        ("Family / link", f"{res.design.family} / {res.link}"),
         ("Method", method),
         ("No. observations", str(res.nobs)),
         ("Groups", groups),
