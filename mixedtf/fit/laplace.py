@@ -22,15 +22,20 @@ GLMM (blocked factorisations as in the exact Gaussian path are a later step).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from scipy import linalg
-from scipy.special import expit, gammaln, log_ndtr, ndtr
+from scipy.optimize import Bounds, minimize
+from scipy.special import expit, gammaln, log_ndtr, ndtr, ndtri
 
 from mixedtf.design import Design
-from mixedtf.fit.covariance import factors
+from mixedtf.errors import ConvergenceWarning, SingularFitWarning, warn
+from mixedtf.fit.covariance import factors, lower_bounds, theta_names
+from mixedtf.fit.marginal import SINGULAR_TOL
+from mixedtf.results.results import FitInfo, MixedLMResults
 
 MAX_PIRLS = 50
 
@@ -122,6 +127,7 @@ class LaplaceFit:
 
     deviance: float  # -2 log-likelihood (Laplace)
     u: np.ndarray  # conditional modes of the spherical effects
+    A: sp.csr_matrix  # Z Lambda_theta
     H: np.ndarray  # A'WA + I at the mode
     W: np.ndarray  # working weights at the mode
     eta: np.ndarray
@@ -168,31 +174,25 @@ class LaplaceModel:
         _, w = r.score_and_weights(eta)
         H = (A.T @ A.multiply(w[:, None])).toarray() + np.eye(A.shape[1])
         logdet = 2.0 * np.log(np.diag(linalg.cholesky(H))).sum()
-        return LaplaceFit(obj + logdet, u, H, w, eta, iterations)
+        return LaplaceFit(obj + logdet, u, A, H, w, eta, iterations)
 
     def deviance(self, beta: np.ndarray, theta: np.ndarray, n_agq: int = 1) -> float:
         """``-2`` log-likelihood: Laplace (``n_agq = 1``) or adaptive Gauss-Hermite with
         ``n_agq`` nodes (a single scalar random-effects term only)."""
-        lap = self.fit_modes(beta, theta)
+        return self.deviance_at(self.fit_modes(beta, theta), beta, theta, n_agq)
+
+    def deviance_at(self, lap: LaplaceFit, beta, theta, n_agq: int = 1) -> float:
+        """:meth:`deviance` from the modes ``lap`` already found at ``(beta, theta)``."""
         if n_agq == 1:
             return lap.deviance
-        return self._agq(beta, theta, lap, n_agq)
-
-    def _agq(self, beta, theta, lap: LaplaceFit, n_agq: int) -> float:
+        check_agq(self.design)
         d, r = self.design, self.response
-        if len(d.groupings) != 1 or d.groupings[0].k != 1:
-            raise ValueError(
-                "adaptive Gauss-Hermite quadrature (n_agq > 1) needs a single scalar random "
-                f"term such as (1 | g); this model has {[g.name for g in d.groupings]} with "
-                f"{[g.k for g in d.groupings]} columns. Use n_agq=1 (Laplace)."
-            )
         g = d.groupings[0]
         lam = float(theta[0])
         fixed = d.X @ beta + d.offset
         u_hat = lap.u
         h = np.diag(lap.H)  # per level: A'WA + 1 is diagonal for one scalar term
         x, w = np.polynomial.hermite.hermgauss(n_agq)
-        total = 0.0
         scale = np.sqrt(2.0 / h)
         per_node = np.empty((n_agq, g.n_levels))
         for m in range(n_agq):
@@ -202,27 +202,37 @@ class LaplaceModel:
             per_node[m] = ll - 0.5 * u**2 - 0.5 * np.log(2 * np.pi) + x[m] ** 2 + np.log(w[m])
         top = per_node.max(axis=0)
         log_int = top + np.log(np.exp(per_node - top).sum(axis=0)) + np.log(scale)
-        total = log_int.sum()
-        return -2.0 * total
+        return -2.0 * log_int.sum()
 
     def fixed_vcov(self, beta: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """lme4's ``vcov`` of a GLMM: the inverse of ``X'WX - X'WA H^{-1} A'WX`` at the modes."""
-        lap = self.fit_modes(beta, theta)
-        d = self.design
-        A = (self.Z @ relative_factor(d, theta)).tocsr()
-        WX = d.X * lap.W[:, None]
-        AtWX = A.T @ WX
-        schur = d.X.T @ WX - AtWX.T @ linalg.cho_solve(linalg.cho_factor(lap.H), AtWX)
+        return self.fixed_vcov_at(self.fit_modes(beta, theta))
+
+    def fixed_vcov_at(self, lap: LaplaceFit) -> np.ndarray:
+        """:meth:`fixed_vcov` from the modes ``lap`` already found."""
+        X = self.design.X
+        WX = X * lap.W[:, None]
+        AtWX = lap.A.T @ WX
+        schur = X.T @ WX - AtWX.T @ linalg.cho_solve(linalg.cho_factor(lap.H), AtWX)
         return np.linalg.inv(schur)
+
+
+def check_agq(design: Design) -> None:
+    """Adaptive Gauss-Hermite quadrature here needs one scalar random term."""
+    if len(design.groupings) != 1 or design.groupings[0].k != 1:
+        raise ValueError(
+            "adaptive Gauss-Hermite quadrature (n_agq > 1) needs a single scalar random term "
+            f"such as (1 | g); this model has {[g.name for g in design.groupings]} with "
+            f"{[g.k for g in design.groupings]} columns. Use n_agq=1 (Laplace)."
+        )
 
 
 def _glm_start(model: LaplaceModel) -> np.ndarray:
     """Fixed effects of the GLM without random effects (IRLS), the optimiser's start."""
     d, r = model.design, model.response
-    beta = np.zeros(d.X.shape[1])
     if r.family == "binomial":
         p = np.clip((r.y + 0.5) / (r.trials + 1.0), 1e-3, 1 - 1e-3)
-        eta0 = np.log(p / (1 - p)) if r.link == "logit" else np.sqrt(2) * np.log(p / (1 - p)) / 1.7
+        eta0 = np.log(p / (1 - p)) if r.link == "logit" else ndtri(p)
     else:
         eta0 = np.log(r.y + 0.5)
     beta = np.linalg.lstsq(d.X, eta0 - d.offset, rcond=None)[0]
@@ -247,25 +257,14 @@ def fit_laplace(
     for ``nAGQ = 1``; for ``nAGQ > 1`` lme4 1.1-31 reports it relative to the saturated model
     (lme4 issues #161, #567), mixedtf does not.
     """
-    import time
-
-    from scipy.optimize import Bounds, minimize
-
-    from mixedtf.errors import ConvergenceWarning, SingularFitWarning, warn
-    from mixedtf.fit.covariance import lower_bounds, theta_names
-    from mixedtf.results.results import FitInfo, MixedLMResults
-
     if not design.groupings:
         raise ValueError("the formula has no random-effects term such as (1 | g); use a GLM.")
     if int(n_agq) < 1:
         raise ValueError(f"n_agq must be a positive integer; got {n_agq!r}.")
     t0 = time.perf_counter()
     model = LaplaceModel(design, link)
-    if n_agq > 1 and (len(design.groupings) != 1 or design.groupings[0].k != 1):
-        raise ValueError(
-            "adaptive Gauss-Hermite quadrature (n_agq > 1) needs a single scalar random term "
-            f"such as (1 | g); this model has {[g.name for g in design.groupings]}. Use n_agq=1."
-        )
+    if n_agq > 1:
+        check_agq(design)
     lo = lower_bounds(design.groupings)
     theta0 = np.where(np.isfinite(lo), 1.0, 0.0)
     beta0 = _glm_start(model)
@@ -285,8 +284,8 @@ def fit_laplace(
         options={"maxfev": max_evaluations, "initial_tr_radius": 0.2, "final_tr_radius": 1e-7},
     )
     theta, beta = np.maximum(result.x[:nt], lo), result.x[nt:]
-    dev = model.deviance(beta, theta, n_agq)
-    lap = model.fit_modes(beta, theta)
+    lap = model.fit_modes(beta, theta)  # once at the optimum: deviance, modes and vcov
+    dev = model.deviance_at(lap, beta, theta, n_agq)
     Ts = factors(theta, design.groupings)
     b = relative_factor(design, theta) @ lap.u
     modes, at = [], 0
@@ -311,7 +310,7 @@ def fit_laplace(
             ConvergenceWarning,
         )
     bounded = np.isfinite(lo)
-    if np.any(theta[bounded] < 1e-4):
+    if np.any(theta[bounded] < SINGULAR_TOL):
         warn(
             extra["warnings"],
             "boundary (singular) fit: a variance component is estimated as zero (lme4's isSingular).",
@@ -321,7 +320,7 @@ def fit_laplace(
         design=design,
         method="laplace" if n_agq == 1 else "agq",
         beta=beta,
-        beta_cov=model.fixed_vcov(beta, theta),
+        beta_cov=model.fixed_vcov_at(lap),
         theta=theta,
         theta_names=theta_names(design.groupings),
         sigma=1.0,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from mixedtf.errors import MixedTFError
 from mixedtf.results.results import AnalyticCheck, FitInfo, MixedLMResults
 
 FORMAT = "mixedtf-results"
+_INFO_FIELDS = tuple(f.name for f in fields(FitInfo) if f.name != "extra")  # JSON scalars
 VERSION = 1
 
 
@@ -140,15 +142,7 @@ def save_results(res: MixedLMResults, path: str | os.PathLike) -> None:
         "n_dropped": d.n_dropped,
         "columns": columns,
         "fit_info": {
-            "method": info.method,
-            "converged": info.converged,
-            "iterations": info.iterations,
-            "n_evaluations": info.n_evaluations,
-            "wall_time": info.wall_time,
-            "optimizer": info.optimizer,
-            "message": info.message,
-            "device": info.device,
-            "seed": info.seed,
+            **{k: getattr(info, k) for k in _INFO_FIELDS},
             "extra": extra_json,
             "frames": frames,
         },
@@ -190,23 +184,12 @@ def load_results(path: str | os.PathLike) -> MixedLMResults:
             f"{design.nobs} rows; stored {meta['fixed_names']}, {len(frame)} rows); the file was "
             "written by another version of the design code."
         )
-    design = _with_dropped(design, meta["n_dropped"])
+    design = replace(design, n_dropped=meta["n_dropped"])
     fi = meta["fit_info"]
     extra = dict(fi["extra"])
     for f in fi["frames"]:
         extra[f["key"]] = pd.DataFrame(arrays[f"extra_{f['key']}"], columns=f["columns"])
-    info = FitInfo(
-        method=fi["method"],
-        converged=fi["converged"],
-        iterations=fi["iterations"],
-        n_evaluations=fi["n_evaluations"],
-        wall_time=fi["wall_time"],
-        optimizer=fi["optimizer"],
-        message=fi["message"],
-        device=fi["device"],
-        seed=fi["seed"],
-        extra=extra,
-    )
+    info = FitInfo(**{k: fi[k] for k in _INFO_FIELDS}, extra=extra)
     J = meta["n_groupings"]
     condcov = [arrays[f"condcov_{j}"] for j in range(J)] if meta["has_condcov"] else None
     res = MixedLMResults(
@@ -230,9 +213,3 @@ def load_results(path: str | os.PathLike) -> MixedLMResults:
         table.insert(0, "parameter", check["parameters"])
         res.check = AnalyticCheck(check["loglik_mcem"], check["loglik_exact"], check["gap"], table)
     return res
-
-
-def _with_dropped(design, n_dropped: int):
-    from dataclasses import replace
-
-    return replace(design, n_dropped=n_dropped)
