@@ -26,30 +26,45 @@ class MixedLM:
     """
 
     def __init__(
-        self, formula: Formula, family: str = "gaussian", design: Design | None = None
+        self,
+        formula: Formula,
+        family: str = "gaussian",
+        design: Design | None = None,
+        link: str | None = None,
+        weights: Any = None,
     ) -> None:
         self.formula = formula
         self.family = family
+        self.link = link
+        self.weights = weights
         self.design = design
 
     @classmethod
-    def from_formula(cls, formula: str, data: Any = None, family: str = "gaussian") -> MixedLM:
+    def from_formula(
+        cls, formula: str, data: Any = None, family: Any = "gaussian", weights: Any = None
+    ) -> MixedLM:
         """Parse ``formula``; with ``data``, build the design at once so formula and data errors
         surface here.
+
+        Args:
+            family: ``"gaussian"``, ``"binomial"``, ``"poisson"``, ``"ordinal"``, or a family
+                object such as ``mixedtf.model.family.Binomial(link="probit")``.
+            weights: binomial trials (a column name or array) for a response of proportions.
 
         Raises:
             FormulaSyntaxError: the formula does not parse (the message points at the position).
             DesignError: the data do not fit the formula.
+            FamilyError: the response does not fit the family.
         """
-        family = _family_name(family)
+        name, link = _family_name(family)
         parsed = parse_formula(formula)
-        design = build_design(parsed, data, family) if data is not None else None
-        return cls(parsed, family, design)
+        design = build_design(parsed, data, name, weights) if data is not None else None
+        return cls(parsed, name, design, link, weights)
 
     def design_for(self, data: Any = None) -> Design:
         """The design on ``data``, or the one built at construction when ``data`` is None."""
         if data is not None:
-            return build_design(self.formula, data, self.family)
+            return build_design(self.formula, data, self.family, self.weights)
         if self.design is None:
             raise DesignError(
                 "no data: pass data to MixedLM.from_formula(formula, data) or to fit(data)."
@@ -63,9 +78,9 @@ class MixedLM:
             data: data to fit on; defaults to the data given to :meth:`from_formula`.
             method: ``"mcem"`` (default) for Monte Carlo EM on the compiled TFP model (GPU
                 when TensorFlow sees one); ``"ml"`` or ``"reml"`` for the exact Gaussian
-                marginal likelihood (profiled, as lme4's ``lmer``); ``"laplace"`` for binomial
-                and Poisson models by the Laplace approximation, or adaptive Gauss-Hermite
-                quadrature with ``n_agq > 1`` (as lme4's ``glmer``).
+                marginal likelihood (profiled, as lme4's ``lmer``); ``"laplace"`` for binomial,
+                Poisson and ordinal models by the Laplace approximation, or adaptive
+                Gauss-Hermite quadrature with ``n_agq > 1`` (as lme4's ``glmer``).
             seed: seed of Monte Carlo EM; the same seed gives the same fit on a CPU.
             **options: estimator options (``mixedtf.fit.mcem.MCEMOptions`` for MCEM;
                 ``fit_marginal``'s keyword arguments for ML/REML).
@@ -83,15 +98,13 @@ class MixedLM:
             from mixedtf.fit import fit_marginal
 
             return fit_marginal(design, reml=method == "reml", **options)
+        if self.link is not None and self.family != "gaussian":
+            options.setdefault("link", self.link)
         if method == "laplace":
-            if self.family not in ("binomial", "poisson"):
+            if self.family == "gaussian":
                 raise ValueError(
-                    f"method='laplace' fits binomial and Poisson models; family is {self.family!r}. "
-                    + (
-                        "Use method='ml' or 'reml'."
-                        if self.family == "gaussian"
-                        else "Use method='mcem'."
-                    )
+                    "method='laplace' fits binomial, Poisson and ordinal models; family is "
+                    "'gaussian', whose likelihood is exact: use method='ml' or 'reml'."
                 )
             from mixedtf.fit.laplace import fit_laplace
 
@@ -105,8 +118,10 @@ class MixedLM:
         import tensorflow as tf
 
         from mixedtf.model import compile_model
+        from mixedtf.model.family import get_family
 
-        return compile_model(self.design_for(data), self.family, dtype=tf.as_dtype(dtype))
+        family = get_family(self.family, self.link)
+        return compile_model(self.design_for(data), family, dtype=tf.as_dtype(dtype))
 
     def joint_distribution(self, params: dict | None = None, data: Any = None):
         """The model as a TFP ``JointDistributionNamed`` at ``params`` (constrained values keyed
@@ -121,19 +136,30 @@ class MixedLM:
         return f"MixedLM({str(self.formula)!r}, family={self.family!r})"
 
 
-def _family_name(family: Any) -> str:
+def _family_name(family: Any) -> tuple[str, str | None]:
+    """The family's name and, for a family object, its link."""
     name = getattr(family, "name", family)
     if not isinstance(name, str) or name.lower() not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}; got {family!r}.")
-    return name.lower()
+        raise ValueError(f"family must be one of {FAMILIES} (or a family object); got {family!r}.")
+    return name.lower(), getattr(family, "link", None)
 
 
-def glmer(formula: str, data: Any, family: str = "binomial", nAGQ: int = 1, **options: Any):
-    """lme4's ``glmer``: a binomial or Poisson GLMM by the Laplace approximation (``nAGQ = 1``)
-    or adaptive Gauss-Hermite quadrature (``nAGQ > 1``, one scalar random term)."""
-    return MixedLM.from_formula(formula, data, family=family).fit(
-        method="laplace", n_agq=nAGQ, **options
-    )
+def glmer(
+    formula: str,
+    data: Any,
+    family: Any = "binomial",
+    nAGQ: int = 1,
+    weights: Any = None,
+    method: str = "laplace",
+    **options: Any,
+):
+    """lme4's ``glmer``: a binomial, Poisson or ordinal GLMM by the Laplace approximation
+    (``nAGQ = 1``) or adaptive Gauss-Hermite quadrature (``nAGQ > 1``, one scalar random
+    term); ``method="mcem"`` fits it by Monte Carlo EM instead."""
+    model = MixedLM.from_formula(formula, data, family=family, weights=weights)
+    if method == "laplace":
+        options["n_agq"] = nAGQ
+    return model.fit(method=method, **options)
 
 
 def lmer(formula: str, data: Any, REML: bool = True, **options: Any):

@@ -128,7 +128,7 @@ def test_family_errors():
 
 
 def test_laplace_refuses_what_it_cannot_do(cbpp, sleepstudy):
-    with pytest.raises(ValueError, match="Use method='ml' or 'reml'"):
+    with pytest.raises(ValueError, match="use method='ml' or 'reml'"):
         mtf.MixedLM.from_formula("Reaction ~ Days + (1|Subject)", sleepstudy).fit(method="laplace")
     cbpp = cbpp.assign(obs=pd.Categorical(range(len(cbpp))))
     with pytest.raises(ValueError, match="single scalar random term"):

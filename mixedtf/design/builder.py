@@ -26,7 +26,7 @@ from mixedtf.design.grouping import (
 )
 from mixedtf.design.naming import r_model_matrix
 from mixedtf.design.response import build_response
-from mixedtf.errors import DesignError, MixedTFWarning
+from mixedtf.errors import DesignError, FamilyError, MixedTFWarning
 from mixedtf.formula import Formula, parse_formula
 
 FAMILIES = ("gaussian", "binomial", "poisson", "ordinal")
@@ -165,11 +165,22 @@ def _full_rank_columns(X: np.ndarray, names: tuple[str, ...]) -> tuple[int, ...]
     return keep
 
 
-def build_design(formula: str | Formula, data: Any, family: str = "gaussian") -> Design:
+WEIGHTS = "(weights)"
+
+
+def build_design(
+    formula: str | Formula, data: Any, family: str = "gaussian", weights: Any = None
+) -> Design:
     """Build the design of an lme4 formula on ``data`` (DataFrame or dict of arrays).
 
     Rows with a missing value in any used column are dropped with a
-    :class:`~mixedtf.errors.MissingValuesWarning`.
+    :class:`~mixedtf.errors.MissingValuesWarning`. For ``family="ordinal"`` the fixed part
+    has no intercept (the cutpoints take its place, as ``ordinal::clmm``).
+
+    Args:
+        weights: binomial trials per row (a column name or an array), with a response of
+            proportions, as ``glmer(y ~ ..., weights = n)``; stored as
+            ``cbind(y * n, n - y * n)``.
 
     Raises:
         FormulaSyntaxError: the formula does not parse.
@@ -181,10 +192,17 @@ def build_design(formula: str | Formula, data: Any, family: str = "gaussian") ->
     frame = as_frame(data)
     names = used_columns(parsed)
     check_columns(frame, names)
+    if weights is not None:
+        frame = _with_weights(frame, weights, family)
+        names = [*names, WEIGHTS]
     complete = drop_missing(frame, names)
     y, levels = build_response(parsed.response, complete, family)
+    if weights is not None:
+        y = _trials_response(y, complete[WEIGHTS].to_numpy(np.float64), parsed.response.expr)
     X, fixed_names, fixed_spec = _fixed_matrix(parsed, complete)
     keep = _full_rank_columns(X, fixed_names)
+    if family == "ordinal":
+        keep = tuple(j for j in keep if fixed_names[j] != "(Intercept)")
     groupings = build_groupings(parsed.random, complete)
     check_groupings(groupings, len(complete), family)
     offset = _offset(parsed, complete)
@@ -208,3 +226,43 @@ def build_design(formula: str | Formula, data: Any, family: str = "gaussian") ->
         n_dropped=len(frame) - len(complete),
         data=complete[names],
     )
+
+
+def _with_weights(frame: pd.DataFrame, weights: Any, family: str) -> pd.DataFrame:
+    if family != "binomial":
+        raise DesignError(
+            f"weights= are binomial trials (a response of proportions); family={family!r} "
+            "does not take them. Prior weights for other families are not supported."
+        )
+    if isinstance(weights, str):
+        check_columns(frame, [weights])
+        values = frame[weights]
+    else:
+        values = np.asarray(weights, dtype=np.float64).ravel()
+        if values.size != len(frame):
+            raise DesignError(
+                f"weights must have one value per row of the data ({len(frame)}); got {values.size}."
+            )
+    out = frame.copy()
+    out[WEIGHTS] = pd.Series(np.asarray(values, dtype=np.float64), index=frame.index)
+    return out
+
+
+def _trials_response(y: np.ndarray, trials: np.ndarray, expr: str) -> np.ndarray:
+    """``cbind(successes, failures)`` from proportions ``y`` out of ``trials``."""
+
+    if y.ndim != 1:
+        raise DesignError("weights= go with a response of proportions, not with cbind(...).")
+    successes = y * trials
+    bad = (
+        (trials <= 0)
+        | (trials != np.round(trials))
+        | (np.abs(successes - np.round(successes)) > 1e-8)
+    )
+    if bad.any():
+        raise FamilyError(
+            f"weights= are binomial trials: positive whole numbers with {expr!r} * weights whole "
+            f"successes; {int(bad.sum())} rows are not (first at position {int(np.flatnonzero(bad)[0])})."
+        )
+    successes = np.round(successes)
+    return np.column_stack([successes, trials - successes])

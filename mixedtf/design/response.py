@@ -3,7 +3,8 @@
 * gaussian, poisson: numeric (booleans become 0/1).
 * binomial: ``cbind(successes, failures)`` gives an ``n x 2`` array; otherwise 0/1
   numbers, booleans, or a two-level factor whose first level is failure (as R's glm).
-* ordinal: an ordered categorical or integers; coded ``1..K`` with the level labels kept.
+* ordinal: an ordered categorical or whole numbers; coded ``1..K`` (sorted values) with the
+  level labels kept.
 """
 
 from __future__ import annotations
@@ -91,7 +92,16 @@ def build_response(
     if family == "poisson":
         _check_counts(y, f"the response {response.expr!r}", "poisson")
     if family == "ordinal":
-        _check_categories(np.unique(y).size, response.expr)
+        values = np.unique(y)
+        _check_categories(values.size, response.expr)
+        if np.any(values != np.round(values)):
+            raise FamilyError(
+                f"a numeric ordinal response must hold whole numbers (ordered categories); "
+                f"{response.expr!r} has values such as {values[values != np.round(values)][:3].tolist()}. "
+                "Pass an ordered categorical instead."
+            )
+        codes = np.searchsorted(values, y) + 1.0
+        return codes, tuple(str(int(v)) for v in values)
     return y, None
 
 
@@ -107,3 +117,12 @@ def _check_counts(y: np.ndarray, what: str, family: str) -> None:
 def _check_categories(k: int, expr: str) -> None:
     if k < 2:
         raise FamilyError(f"an ordinal response needs at least two categories; {expr!r} has {k}.")
+
+
+def start_cutpoints(y: np.ndarray) -> np.ndarray:
+    """Ordinal cutpoints from the marginal cumulative proportions of ``y`` in ``1..K``:
+    ``c_k = logit(P(y <= k))`` (the fit without covariates)."""
+    K = int(np.max(y))
+    counts = np.bincount(y.astype(np.int64) - 1, minlength=K)[:K] + 0.5
+    cum = np.cumsum(counts)[:-1] / counts.sum()
+    return np.log(cum / (1.0 - cum))

@@ -39,19 +39,21 @@ from mixedtf.model.parameters import scale_name
 
 @dataclass(frozen=True)
 class TraceLayout:
-    """Column names of the trace: beta, vech(Sigma_j) per grouping, sigma^2, diagnostics
-    (``accept``, ``step_size``, ``logp``), then the first chain's draws of the traced levels
-    (``b:<group>:<level>:<column>``)."""
+    """Column names of the trace: beta, the ordinal cutpoints (``cut:<k>``), vech(Sigma_j)
+    per grouping, sigma^2 (Gaussian), diagnostics (``accept``, ``step_size``, ``logp``), then
+    the first chain's draws of the traced levels (``b:<group>:<level>:<column>``)."""
 
     names: tuple[str, ...]
     p: int
     vech_sizes: tuple[int, ...]
     traced: tuple[np.ndarray, ...]  # per grouping, indices of the traced levels
 
+    n_cuts: int = 0
+
     @property
     def n_parameters(self) -> int:
-        """Columns up to and including ``sigma2``."""
-        return self.names.index("sigma2") + 1
+        """Columns of model parameters (those before ``accept``)."""
+        return self.names.index("accept")
 
     @classmethod
     def of(cls, model: CompiledModel, traced: tuple[np.ndarray, ...] | None = None) -> TraceLayout:
@@ -59,6 +61,8 @@ class TraceLayout:
         if traced is None:
             traced = tuple(np.zeros(0, np.int32) for _ in d.groupings)
         names = [f"beta:{n}" for n in d.fixed_names]
+        n_cuts = next((q.shape[0] for q in model.parameters if q.name == "cutpoints"), 0)
+        names += [f"cut:{k + 1}" for k in range(n_cuts)]
         sizes = []
         for g in d.groupings:
             rows, cols = np.tril_indices(g.k)
@@ -69,10 +73,54 @@ class TraceLayout:
                 for r, c in zip(rows, cols, strict=True)
             ]
             sizes.append(rows.size)
-        names += ["sigma2", "accept", "step_size", "logp"]
+        names += (["sigma2"] if model.family.has_scale else []) + ["accept", "step_size", "logp"]
         for g, levels in zip(d.groupings, traced, strict=True):
             names += [f"b:{g.name}:{g.levels[lv]}:{c}" for lv in levels for c in g.colnames]
-        return cls(tuple(names), d.X.shape[1], tuple(sizes), tuple(traced))
+        return cls(tuple(names), d.X.shape[1], tuple(sizes), tuple(traced), n_cuts)
+
+
+def level_factors(A: list, covs: list, groupings) -> list:
+    """Per level ``R_l = chol((A_l + Sigma^{-1})^{-1})``: the factor of the conditional
+    covariance of ``b_l`` for data precision ``A_l`` (``z z' / sigma^2`` summed over the
+    level's rows, or with working weights); a number per level for a scalar term."""
+    return [
+        tf.math.rsqrt(a + 1.0 / cov)
+        if g.k == 1
+        else tf.linalg.cholesky(tf.linalg.inv(a + tf.linalg.inv(cov)))
+        for a, cov, g in zip(A, covs, groupings, strict=True)
+    ]
+
+
+def whitened_transition(model: CompiledModel, params, factors, chains, step, n_leapfrog, seed):
+    """One HMC transition of every chain on ``log p(y, b | params)`` in the whitened space
+    ``b_l = R_l u_l``. Returns the new effects, the acceptance probabilities and the log
+    densities."""
+    groupings = model.design.groupings
+    n_chains = chains[0].shape[0]
+
+    def to_b(us):
+        return [
+            u * R[:, 0, :] if g.k == 1 else tf.einsum("lkm,clm->clk", R, u)
+            for R, u, g in zip(factors, us, groupings, strict=True)
+        ]
+
+    def to_u(bs):
+        return [
+            b / R[:, 0, :]
+            if g.k == 1
+            else tf.linalg.triangular_solve(
+                tf.broadcast_to(R, tf.concat([[n_chains], tf.shape(R)], 0)),
+                b[..., tf.newaxis],
+                lower=True,
+            )[..., 0]
+            for R, b, g in zip(factors, bs, groupings, strict=True)
+        ]
+
+    def target(us):
+        return model.log_prob(params, to_b(us))
+
+    us, accept_prob, logp = hmc.transition(target, to_u(chains), step, n_leapfrog, seed)
+    return to_b(us), accept_prob, logp
 
 
 class EMKernel:
@@ -240,38 +288,11 @@ class EMKernel:
             # per level, R_l = chol((A_l / sigma^2 + Sigma^-1)^-1): the conditional covariance's
             # factor at the current parameters; HMC runs on u with b_l = R_l u_l (for a scalar
             # term R_l is a number and the products are elementwise)
-            factors = [
-                tf.math.rsqrt(A / sigma2 + 1.0 / cov)
-                if g.k == 1
-                else tf.linalg.cholesky(tf.linalg.inv(A / sigma2 + tf.linalg.inv(cov)))
-                for A, cov, g in zip(self._A, covs, m.design.groupings, strict=True)
-            ]
-
-            def to_b(us):
-                return [
-                    u * R[:, 0, :] if g.k == 1 else tf.einsum("lkm,clm->clk", R, u)
-                    for R, u, g in zip(factors, us, m.design.groupings, strict=True)
-                ]
-
-            def to_u(bs):
-                return [
-                    b / R[:, 0, :]
-                    if g.k == 1
-                    else tf.linalg.triangular_solve(
-                        tf.broadcast_to(R, tf.concat([[self.chains], tf.shape(R)], 0)),
-                        b[..., tf.newaxis],
-                        lower=True,
-                    )[..., 0]
-                    for R, b, g in zip(factors, bs, m.design.groupings, strict=True)
-                ]
-
-            def target(us):
-                return m.log_prob(params, to_b(us))
-
+            factors = level_factors([A / sigma2 for A in self._A], covs, m.design.groupings)
             step = tf.exp(tf.where(adapt, st["log_eps"], st["log_eps_bar"]))
-            us = to_u(chains)
-            us, accept_prob, logp = hmc.transition(target, us, step, self.n_leapfrog, seed)
-            effects = to_b(us)
+            effects, accept_prob, logp = whitened_transition(
+                m, params, factors, chains, step, self.n_leapfrog, seed
+            )
             rate = tf.reduce_mean(accept_prob)
             t, h_bar, log_eps, log_eps_bar = hmc.adapt_step(
                 st["t"], st["h_bar"], st["log_eps_bar"], st["mu"], rate, self.target_accept

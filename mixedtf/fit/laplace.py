@@ -29,74 +29,17 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import linalg
 from scipy.optimize import Bounds, minimize
-from scipy.special import expit, gammaln, log_ndtr, ndtr, ndtri
+from scipy.special import ndtri
 
 from mixedtf.design import Design
+from mixedtf.design.response import start_cutpoints
 from mixedtf.errors import ConvergenceWarning, SingularFitWarning, warn
 from mixedtf.fit.covariance import factors, lower_bounds, theta_names
+from mixedtf.fit.glm_response import GLMResponse, OrdinalResponse, response_of
 from mixedtf.fit.marginal import SINGULAR_TOL
 from mixedtf.results.results import FitInfo, MixedLMResults
 
 MAX_PIRLS = 50
-
-
-@dataclass(frozen=True)
-class GLMResponse:
-    """Response of a binomial or Poisson GLMM: counts ``y`` out of ``trials`` (binomial)."""
-
-    family: str
-    link: str
-    y: np.ndarray
-    trials: np.ndarray | None
-
-    @classmethod
-    def of(cls, design: Design, link: str | None = None) -> GLMResponse:
-        if design.family == "binomial":
-            y = design.y
-            if y.ndim == 2:  # cbind(successes, failures)
-                return cls("binomial", link or "logit", y[:, 0], y[:, 0] + y[:, 1])
-            return cls("binomial", link or "logit", y, np.ones_like(y))
-        if design.family == "poisson":
-            return cls("poisson", link or "log", design.y, None)
-        raise ValueError(
-            f"the Laplace approximation here covers binomial and Poisson; got {design.family!r}."
-        )
-
-    def mean(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``mu`` (a probability for binomial, a rate for Poisson) and ``d mu / d eta``."""
-        if self.link == "logit":
-            mu = expit(eta)
-            return mu, mu * (1.0 - mu)
-        if self.link == "probit":
-            return ndtr(eta), np.exp(-0.5 * eta**2) / np.sqrt(2 * np.pi)
-        if self.link == "log":
-            mu = np.exp(eta)
-            return mu, mu
-        raise ValueError(f"unknown link {self.link!r}")
-
-    def loglik(self, eta: np.ndarray) -> np.ndarray:
-        """Per-row log-likelihood, normalising constants included."""
-        if self.family == "binomial":
-            n, y = self.trials, self.y
-            if self.link == "logit":
-                log_p, log_q = -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)
-            else:
-                log_p, log_q = log_ndtr(eta), log_ndtr(-eta)
-            coef = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
-            return coef + y * log_p + (n - y) * log_q
-        mu = np.exp(eta)
-        return self.y * eta - mu - gammaln(self.y + 1)
-
-    def score_and_weights(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``d log p / d eta`` per row and the Fisher weights ``(d mu/d eta)^2 / Var``."""
-        mu, dmu = self.mean(eta)
-        if self.family == "binomial":
-            var = np.clip(mu * (1.0 - mu), 1e-300, None) / self.trials
-            resid = self.y / self.trials - mu
-        else:
-            var = np.clip(mu, 1e-300, None)
-            resid = self.y - mu
-        return resid * dmu / var, dmu**2 / var
 
 
 def random_design(design: Design) -> sp.csr_matrix:
@@ -132,19 +75,23 @@ class LaplaceFit:
     W: np.ndarray  # working weights at the mode
     eta: np.ndarray
     iterations: int
+    cuts: np.ndarray | None = None  # ordinal cutpoints
 
 
 class LaplaceModel:
-    """Laplace (and AGQ) deviance of a binomial or Poisson GLMM as a function of (beta, theta)."""
+    """Laplace (and AGQ) deviance of a binomial, Poisson or ordinal GLMM as a function of
+    (beta, theta) and, for ordinal models, the cutpoints."""
 
     def __init__(self, design: Design, link: str | None = None) -> None:
         self.design = design
-        self.response = GLMResponse.of(design, link)
+        self.response: GLMResponse | OrdinalResponse = response_of(design, link)
         self.Z = random_design(design)
         self._u0 = np.zeros(self.Z.shape[1])
 
-    def fit_modes(self, beta: np.ndarray, theta: np.ndarray, tol: float = 1e-10) -> LaplaceFit:
-        """PIRLS for the conditional modes at fixed ``beta, theta``."""
+    def fit_modes(
+        self, beta: np.ndarray, theta: np.ndarray, cuts: np.ndarray | None = None, tol=1e-10
+    ) -> LaplaceFit:
+        """PIRLS for the conditional modes at fixed ``beta, theta`` (and ordinal ``cuts``)."""
         d, r = self.design, self.response
         A = (self.Z @ relative_factor(d, theta)).tocsr()
         fixed = d.X @ beta + d.offset
@@ -152,12 +99,12 @@ class LaplaceModel:
 
         def objective(u):
             eta = fixed + A @ u
-            return -2.0 * r.loglik(eta).sum() + u @ u, eta
+            return -2.0 * r.loglik(eta, cuts).sum() + u @ u, eta
 
         obj, eta = objective(u)
         iterations = 0
         for iterations in range(1, MAX_PIRLS + 1):  # noqa: B007 -- reported below
-            score, w = r.score_and_weights(eta)
+            score, w = r.score_and_weights(eta, cuts)
             H = (A.T @ A.multiply(w[:, None])).toarray() + np.eye(A.shape[1])
             grad = A.T @ score - u
             step = linalg.cho_solve(linalg.cho_factor(H), grad)
@@ -171,15 +118,15 @@ class LaplaceModel:
             if converged:
                 break
         self._u0 = u  # warm start for the next (beta, theta)
-        _, w = r.score_and_weights(eta)
+        _, w = r.score_and_weights(eta, cuts)
         H = (A.T @ A.multiply(w[:, None])).toarray() + np.eye(A.shape[1])
         logdet = 2.0 * np.log(np.diag(linalg.cholesky(H))).sum()
-        return LaplaceFit(obj + logdet, u, A, H, w, eta, iterations)
+        return LaplaceFit(obj + logdet, u, A, H, w, eta, iterations, cuts)
 
-    def deviance(self, beta: np.ndarray, theta: np.ndarray, n_agq: int = 1) -> float:
+    def deviance(self, beta, theta, n_agq: int = 1, cuts=None) -> float:
         """``-2`` log-likelihood: Laplace (``n_agq = 1``) or adaptive Gauss-Hermite with
         ``n_agq`` nodes (a single scalar random-effects term only)."""
-        return self.deviance_at(self.fit_modes(beta, theta), beta, theta, n_agq)
+        return self.deviance_at(self.fit_modes(beta, theta, cuts), beta, theta, n_agq)
 
     def deviance_at(self, lap: LaplaceFit, beta, theta, n_agq: int = 1) -> float:
         """:meth:`deviance` from the modes ``lap`` already found at ``(beta, theta)``."""
@@ -198,22 +145,22 @@ class LaplaceModel:
         for m in range(n_agq):
             u = u_hat + scale * x[m]
             eta = fixed + g.z[:, 0] * lam * u[g.codes]
-            ll = np.bincount(g.codes, weights=r.loglik(eta), minlength=g.n_levels)
+            ll = np.bincount(g.codes, weights=r.loglik(eta, lap.cuts), minlength=g.n_levels)
             per_node[m] = ll - 0.5 * u**2 - 0.5 * np.log(2 * np.pi) + x[m] ** 2 + np.log(w[m])
         top = per_node.max(axis=0)
         log_int = top + np.log(np.exp(per_node - top).sum(axis=0)) + np.log(scale)
         return -2.0 * log_int.sum()
 
-    def fixed_vcov(self, beta: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        """lme4's ``vcov`` of a GLMM: the inverse of ``X'WX - X'WA H^{-1} A'WX`` at the modes."""
-        return self.fixed_vcov_at(self.fit_modes(beta, theta))
+    def fixed_vcov(self, beta, theta, cuts=None) -> np.ndarray:
+        """lme4's ``vcov`` of a GLMM: the inverse of ``X'WX - X'WA H^{-1} A'WX`` at the modes
+        (ordinal: of ``(beta, cutpoints)``, with ``X`` the Jacobian of the row predictors)."""
+        return self.fixed_vcov_at(self.fit_modes(beta, theta, cuts))
 
     def fixed_vcov_at(self, lap: LaplaceFit) -> np.ndarray:
         """:meth:`fixed_vcov` from the modes ``lap`` already found."""
-        X = self.design.X
-        WX = X * lap.W[:, None]
-        AtWX = lap.A.T @ WX
-        schur = X.T @ WX - AtWX.T @ linalg.cho_solve(linalg.cho_factor(lap.H), AtWX)
+        info, R = self.response.fixed_information(lap.eta, self.design.X, lap.cuts)
+        AtR = lap.A.T @ R
+        schur = info - AtR.T @ linalg.cho_solve(linalg.cho_factor(lap.H), AtR)
         return np.linalg.inv(schur)
 
 
@@ -227,9 +174,12 @@ def check_agq(design: Design) -> None:
         )
 
 
-def _glm_start(model: LaplaceModel) -> np.ndarray:
-    """Fixed effects of the GLM without random effects (IRLS), the optimiser's start."""
-    d, r = model.design, model.response
+def glm_start(design: Design, link: str | None = None) -> np.ndarray:
+    """Fixed effects of the GLM without random effects (IRLS), the optimiser's start
+    (ordinal: zeros, the cutpoints from the marginal proportions)."""
+    d, r = design, response_of(design, link)
+    if isinstance(r, OrdinalResponse):
+        return np.zeros(d.X.shape[1])
     if r.family == "binomial":
         p = np.clip((r.y + 0.5) / (r.trials + 1.0), 1e-3, 1 - 1e-3)
         eta0 = np.log(p / (1 - p)) if r.link == "logit" else ndtri(p)
@@ -244,6 +194,15 @@ def _glm_start(model: LaplaceModel) -> np.ndarray:
         if np.max(np.abs(step)) < 1e-10:
             break
     return beta
+
+
+def ascending(x: np.ndarray) -> np.ndarray:
+    """Ordered cutpoints from free values: ``c_1 = x_1``, ``c_k = c_{k-1} + exp(x_k)``."""
+    return np.cumsum(np.concatenate([x[:1], np.exp(x[1:])]))
+
+
+def ascending_inverse(c: np.ndarray) -> np.ndarray:
+    return np.concatenate([c[:1], np.log(np.diff(c))])
 
 
 def fit_laplace(
@@ -267,15 +226,21 @@ def fit_laplace(
         check_agq(design)
     lo = lower_bounds(design.groupings)
     theta0 = np.where(np.isfinite(lo), 1.0, 0.0)
-    beta0 = _glm_start(model)
-    nt = theta0.size
-    x0 = np.concatenate([theta0, beta0])
+    beta0 = glm_start(design, link)
+    nt, p = theta0.size, beta0.size
+    ordinal = isinstance(model.response, OrdinalResponse)
+    cuts0 = start_cutpoints(design.y) if ordinal else np.zeros(0)
+    x0 = np.concatenate([theta0, beta0, ascending_inverse(cuts0) if ordinal else cuts0])
+
+    def unpack(x):
+        return x[:nt], x[nt : nt + p], ascending(x[nt + p :]) if ordinal else None
 
     def objective(x):
-        dev = model.deviance(x[nt:], x[:nt], n_agq)
+        theta, beta, cuts = unpack(x)
+        dev = model.deviance(beta, theta, n_agq, cuts)
         return dev if np.isfinite(dev) else 1e300
 
-    bounds = Bounds(np.concatenate([lo, np.full(beta0.size, -np.inf)]), np.full(x0.size, np.inf))
+    bounds = Bounds(np.concatenate([lo, np.full(x0.size - nt, -np.inf)]), np.full(x0.size, np.inf))
     result = minimize(
         objective,
         x0,
@@ -283,8 +248,9 @@ def fit_laplace(
         bounds=bounds,
         options={"maxfev": max_evaluations, "initial_tr_radius": 0.2, "final_tr_radius": 1e-7},
     )
-    theta, beta = np.maximum(result.x[:nt], lo), result.x[nt:]
-    lap = model.fit_modes(beta, theta)  # once at the optimum: deviance, modes and vcov
+    theta, beta, cuts = unpack(result.x)
+    theta = np.maximum(theta, lo)
+    lap = model.fit_modes(beta, theta, cuts)  # once at the optimum: deviance, modes and vcov
     dev = model.deviance_at(lap, beta, theta, n_agq)
     Ts = factors(theta, design.groupings)
     b = relative_factor(design, theta) @ lap.u
@@ -329,4 +295,5 @@ def fit_laplace(
         loglik=-0.5 * dev,
         deviance=dev,
         fit_info=info,
+        cutpoints=cuts,
     )

@@ -146,7 +146,8 @@ def _device_name(requested: str | None) -> str:
 
 
 def fit_mcem(design: Design, seed: int | None = None, **options) -> MixedLMResults:
-    """Fit a Gaussian mixed model by Monte Carlo EM (see the module docstring).
+    """Fit a mixed model by Monte Carlo EM (see the module docstring; binomial, Poisson and
+    ordinal models: :mod:`mixedtf.fit.mcem_glmm`, with option ``link``).
 
     ``seed`` makes the fit reproducible (same seed, same machine, same estimates on a CPU;
     on a GPU pass ``deterministic=True``, about 3x slower). Options: :class:`MCEMOptions`.
@@ -155,9 +156,12 @@ def fit_mcem(design: Design, seed: int | None = None, **options) -> MixedLMResul
         ConvergenceWarning: the iteration budget ran out before the stopping rule held.
         MonteCarloWarning: the analytic check finds the estimate far from the exact optimum.
     """
+    link = options.pop("link", None)
     opts = MCEMOptions(**options)
     if design.family != "gaussian":
-        raise NotImplementedError(f"MCEM for family {design.family!r} is not available yet.")
+        from mixedtf.fit.mcem_glmm import fit_mcem_glmm
+
+        return fit_mcem_glmm(design, seed, opts, link)
     if not design.groupings:
         raise ValueError(
             "the formula has no random-effects term such as (1 | g); nothing to integrate."
@@ -198,14 +202,18 @@ def fit_mcem(design: Design, seed: int | None = None, **options) -> MixedLMResul
             cp = CrossProducts.build(design)
         except ModelTooLargeError:
             cp = None
-        result = _iterate(kernel, state, opts, cp)
+        result = iterate(kernel, state, opts, lambda st, av: _converged(kernel, st, av, opts, cp))
     state, trace, compile_time, stopped = result
     return _results(
         design, kernel, state, trace, opts, chains, device, seed, compile_time, stopped, t0, cp
     )
 
 
-def _iterate(kernel: EMKernel, state: dict, opts: MCEMOptions, cp: CrossProducts | None):
+def iterate(kernel, state: dict, opts: MCEMOptions, converged, on_chunk=None):
+    """Run chunks until ``converged(state, averaged)`` holds after ``min_averaged`` averaged
+    iterations, or the budget runs out; ``on_chunk(state, accumulate)`` sees every chunk.
+    Returns the state, the trace, the first chunk's time (compile included) and why it
+    stopped (``"tolerance"`` or ``"budget"``)."""
     from tqdm.auto import tqdm
 
     layout = kernel.layout
@@ -223,6 +231,8 @@ def _iterate(kernel: EMKernel, state: dict, opts: MCEMOptions, cp: CrossProducts
         if compile_time is None:
             compile_time = time.perf_counter() - tic  # first chunk: XLA compile + one chunk
         rows.append(trace)
+        if on_chunk is not None:
+            on_chunk(state, accumulate)
         iteration += trace.shape[0]
         full = np.concatenate(rows)
         bar.update(trace.shape[0])
@@ -231,7 +241,7 @@ def _iterate(kernel: EMKernel, state: dict, opts: MCEMOptions, cp: CrossProducts
             logp=f"{trace[-1, layout.names.index('logp')]:.1f}",
         )
         averaged = full[opts.burnin :]
-        if averaged.shape[0] >= opts.min_averaged and _converged(kernel, state, averaged, opts, cp):
+        if averaged.shape[0] >= opts.min_averaged and converged(state, averaged):
             stopped = "tolerance"
             break
     bar.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -47,7 +48,8 @@ class CompiledModel:
     parameters: tuple[Parameter, ...]
     nodes: tuple[str, ...]
     X: tf.Tensor
-    y: tf.Tensor
+    y: tf.Tensor  # successes for binomial, category codes 0..K-1 for ordinal
+    trials: tf.Tensor | None  # binomial trials per row
     offset: tf.Tensor
     z: tuple[tf.Tensor, ...]
     gathers: tuple[LevelGather, ...]
@@ -95,7 +97,7 @@ class CompiledModel:
         def response(*values, **named):
             named.update(zip(nodes, values, strict=False))
             eta = self.linear_predictor(params["beta"], [named[n] for n in nodes])
-            return self.family.distribution(eta, params)
+            return self.family.distribution(eta, params, self.trials)
 
         response.__signature__ = inspect.Signature(
             [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in nodes]
@@ -108,6 +110,19 @@ class CompiledModel:
         values = dict(zip(self.nodes, effects, strict=True))
         values["y"] = self.y
         return self.joint_distribution(params).log_prob(values)
+
+
+def response_arrays(design: Design) -> tuple[np.ndarray, np.ndarray | None]:
+    """The response as the family's distribution takes it, and the binomial trials:
+    ``cbind(s, f)`` gives ``y = s`` out of ``s + f``; an ordinal ``1..K`` becomes ``0..K-1``."""
+    y = design.y
+    if design.family == "binomial":
+        if y.ndim == 2:
+            return y[:, 0], y[:, 0] + y[:, 1]
+        return y, np.ones_like(y)
+    if design.family == "ordinal":
+        return y - 1.0, None
+    return y, None
 
 
 def compile_model(
@@ -125,8 +140,9 @@ def compile_model(
         gather_mode: force one gradient form for every term (tests); default per device.
     """
     fam = get_family(family)
-    if design.y.ndim != 1:
-        raise ValueError(f"family {fam.name!r} needs a one-column response")
+    if fam.name != design.family:
+        raise ValueError(f"the design was built for family {design.family!r}; got {fam.name!r}.")
+    y, trials = response_arrays(design)
     device = (device or default_device()).upper()
     np_dtype = dtype.as_numpy_dtype
     gathers = tuple(
@@ -140,10 +156,11 @@ def compile_model(
         family=fam,
         dtype=dtype,
         device=device,
-        parameters=parameter_table(design, fam.has_scale),
+        parameters=parameter_table(design, fam.has_scale, fam.has_cutpoints),
         nodes=tuple(node_name(g) for g in design.groupings),
         X=tf.constant(design.X.astype(np_dtype)),
-        y=tf.constant(design.y.astype(np_dtype)),
+        y=tf.constant(y.astype(np_dtype)),
+        trials=None if trials is None else tf.constant(trials.astype(np_dtype)),
         offset=tf.constant(design.offset.astype(np_dtype)),
         z=tuple(tf.constant(g.z.astype(np_dtype)) for g in design.groupings),
         gathers=gathers,

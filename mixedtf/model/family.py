@@ -1,14 +1,24 @@
 """Response families: a distribution and a link, kept apart from the rest of the model.
 
-A family turns the linear predictor ``eta`` (and its own parameters, such as the
-Gaussian residual SD) into the response distribution of the compiled model. Binomial,
-Poisson and ordinal families plug in here.
+A family turns the linear predictor ``eta`` (and its own parameters: the Gaussian residual
+SD, the ordinal cutpoints) into the response distribution of the compiled model:
+
+* ``Gaussian``: ``y ~ N(eta, sigma^2)``;
+* ``Binomial``: ``y ~ Binomial(trials, g^{-1}(eta))`` with ``g`` logit or probit;
+* ``Poisson``: ``y ~ Poisson(exp(eta))``;
+* ``Ordinal``: cumulative logit, ``P(y <= k) = logistic(c_k - eta)`` with ordered cutpoints
+  ``c_1 < ... < c_{K-1}`` (``tfd.OrderedLogistic``; response coded ``0..K-1``), as R's
+  ``ordinal::clmm``: the fixed part has no intercept.
+
+Every family except the Gaussian has a log-concave likelihood in ``eta``, so the working
+weight ``-d^2 log p / d eta^2`` (:meth:`Family.working_weights`) is positive.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -27,8 +37,31 @@ class Family:
         """Whether the family has a residual scale parameter (``sigma``)."""
         return False
 
-    def distribution(self, eta: tf.Tensor, params: dict[str, tf.Tensor]) -> tfd.Distribution:
+    @property
+    def has_cutpoints(self) -> bool:
+        """Whether the family has ordered cutpoints (ordinal) in place of an intercept."""
+        return False
+
+    def distribution(
+        self, eta: tf.Tensor, params: dict[str, tf.Tensor], trials: tf.Tensor | None = None
+    ) -> tfd.Distribution:
+        """The response distribution, batch shape ``eta.shape[:-1]``, event ``[n]``."""
         raise NotImplementedError
+
+    def inverse_link(self, eta: np.ndarray) -> np.ndarray:
+        """The mean per trial (binomial: a probability) at the linear predictor (numpy)."""
+        raise NotImplementedError
+
+    def working_weights(self, eta, params, y, trials=None) -> tf.Tensor:
+        """``-d^2 log p(y_i | eta_i) / d eta_i^2`` per row (the observed information of
+        ``eta``), by two backward passes of the separable log-likelihood."""
+        with tf.GradientTape() as outer:
+            outer.watch(eta)
+            with tf.GradientTape() as inner:
+                inner.watch(eta)
+                total = tf.reduce_sum(self.distribution(eta, params, trials).log_prob(y))
+            score = inner.gradient(total, eta)
+        return tf.maximum(-outer.gradient(score, eta), 0.0)
 
 
 @dataclass(frozen=True)
@@ -42,21 +75,92 @@ class Gaussian(Family):
     def has_scale(self) -> bool:
         return True
 
-    def distribution(self, eta: tf.Tensor, params: dict[str, tf.Tensor]) -> tfd.Distribution:
+    def distribution(self, eta, params, trials=None) -> tfd.Distribution:
         sigma = params["sigma"][..., tf.newaxis]
         return tfd.Independent(tfd.Normal(eta, sigma), reinterpreted_batch_ndims=1)
 
+    def inverse_link(self, eta: np.ndarray) -> np.ndarray:
+        return eta
 
-FAMILIES: dict[str, type[Family]] = {"gaussian": Gaussian}
+
+@dataclass(frozen=True)
+class Binomial(Family):
+    """Binomial counts out of ``trials`` (1 for a 0/1 response); link logit or probit."""
+
+    name: str = "binomial"
+    link: str = "logit"
+
+    def __post_init__(self) -> None:
+        if self.link not in ("logit", "probit"):
+            raise ValueError(f"binomial link must be 'logit' or 'probit'; got {self.link!r}.")
+
+    def distribution(self, eta, params, trials=None) -> tfd.Distribution:
+        count = tf.ones_like(eta) if trials is None else trials + tf.zeros_like(eta)
+        if self.link == "logit":
+            base = tfd.Binomial(total_count=count, logits=eta)
+        else:
+            probs = tfd.Normal(tf.zeros([], eta.dtype), 1.0).cdf(eta)
+            base = tfd.Binomial(total_count=count, probs=probs)
+        return tfd.Independent(base, reinterpreted_batch_ndims=1)
+
+    def inverse_link(self, eta: np.ndarray) -> np.ndarray:
+        from scipy.special import expit, ndtr
+
+        return expit(eta) if self.link == "logit" else ndtr(eta)
 
 
-def get_family(family: str | Family) -> Family:
-    """A family object from its name or itself."""
+@dataclass(frozen=True)
+class Poisson(Family):
+    """Poisson counts, log link."""
+
+    name: str = "poisson"
+    link: str = "log"
+
+    def distribution(self, eta, params, trials=None) -> tfd.Distribution:
+        return tfd.Independent(tfd.Poisson(log_rate=eta), reinterpreted_batch_ndims=1)
+
+    def inverse_link(self, eta: np.ndarray) -> np.ndarray:
+        return np.exp(eta)
+
+
+@dataclass(frozen=True)
+class Ordinal(Family):
+    """Cumulative logit for ordered categories coded ``0..K-1``:
+    ``P(y <= k) = logistic(c_k - eta)``, cutpoints ``params["cutpoints"]``."""
+
+    name: str = "ordinal"
+    link: str = "logit"
+
+    @property
+    def has_cutpoints(self) -> bool:
+        return True
+
+    def distribution(self, eta, params, trials=None) -> tfd.Distribution:
+        return tfd.Independent(
+            tfd.OrderedLogistic(cutpoints=params["cutpoints"], loc=eta),
+            reinterpreted_batch_ndims=1,
+        )
+
+    def inverse_link(self, eta: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("an ordinal mean is a vector of category probabilities")
+
+
+FAMILIES: dict[str, type[Family]] = {
+    "gaussian": Gaussian,
+    "binomial": Binomial,
+    "poisson": Poisson,
+    "ordinal": Ordinal,
+}
+
+
+def get_family(family: str | Family, link: str | None = None) -> Family:
+    """A family object from its name (with an optional ``link``) or itself."""
     if isinstance(family, Family):
         return family
     try:
-        return FAMILIES[str(family).lower()]()
+        cls = FAMILIES[str(family).lower()]
     except KeyError:
         raise ValueError(
             f"family must be one of {sorted(FAMILIES)} (or a Family object); got {family!r}."
         ) from None
+    return cls() if link is None else cls(link=link)

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from mixedtf.design import Design, GroupingSpec
+from mixedtf.design.response import start_cutpoints
 
 tfb = tfp.bijectors
 
@@ -50,7 +51,8 @@ def scale_name(g: GroupingSpec) -> str:
 def start_values(design: Design) -> dict[str, np.ndarray]:
     """Independent starting values: least squares for beta and a moment split of the residual
     variance (``var(ave(resid, g))`` per term's intercept, as lme4 PR #245) for the rest."""
-    X, y = design.X, design.y - design.offset
+    y = design.y[:, 0] / np.maximum(design.y.sum(axis=1), 1.0) if design.y.ndim == 2 else design.y
+    X, y = design.X, y - design.offset
     beta, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = y - X @ beta
     total = float(np.var(resid))
@@ -70,10 +72,16 @@ def start_values(design: Design) -> dict[str, np.ndarray]:
     return out
 
 
-def parameter_table(design: Design, has_scale: bool = True) -> tuple[Parameter, ...]:
-    """The model's parameters in a fixed order: beta, each grouping's scale, sigma."""
+def parameter_table(
+    design: Design, has_scale: bool = True, has_cutpoints: bool = False
+) -> tuple[Parameter, ...]:
+    """The model's parameters in a fixed order: beta, the ordinal cutpoints (``Ascending``
+    keeps them ordered), each grouping's scale, sigma."""
     init = start_values(design)
     table = [Parameter("beta", (design.X.shape[1],), tfb.Identity(), init["beta"])]
+    if has_cutpoints:
+        cuts = start_cutpoints(design.y)
+        table.append(Parameter("cutpoints", cuts.shape, tfb.Ascending(), cuts))
     for g in design.groupings:
         name = scale_name(g)
         if g.k == 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from mixedtf.design import GroupingSpec
 from mixedtf.errors import DesignError
@@ -39,3 +40,54 @@ def check_new_levels(new_levels: str) -> NewLevels:
     if new_levels not in ("population", "error"):
         raise ValueError(f"new_levels must be 'population' or 'error'; got {new_levels!r}.")
     return new_levels  # type: ignore[return-value]
+
+
+def get_inverse_link(family: str, link: str):
+    """``g^{-1}`` of a binomial, Poisson or Gaussian family (numpy)."""
+    from scipy.special import expit, ndtr
+
+    table = {"logit": expit, "probit": ndtr, "log": np.exp, "identity": lambda x: x}
+    if link not in table:
+        raise ValueError(f"unknown link {link!r} for family {family!r}")
+    return table[link]
+
+
+def predict(res, newdata, include_random: bool, new_levels: NewLevels, type: str):
+    """:meth:`MixedLMResults.predict` (see there)."""
+    if type not in ("link", "response"):
+        raise ValueError(f"type must be 'link' or 'response'; got {type!r}.")
+    d = res.design
+    if newdata is None:
+        X, offset, groupings, index = d.X, d.offset, d.groupings, d.index
+    else:
+        new = d.transform(newdata)
+        X, offset, groupings, index = new.X, new.offset, new.groupings, new.index
+    fixed = X @ res.fixef().to_numpy() + offset
+    if type == "link" or d.family == "gaussian":
+        eta = fixed + (random_part(groupings, res._modes, new_levels) if include_random else 0.0)
+        return pd.Series(eta, index=index, name="predicted")
+    if include_random and res.draws is not None:  # posterior predictive: one eta per draw
+        random = [
+            random_part(groupings, [b[s] for b in res.draws], new_levels)
+            for s in range(res.draws[0].shape[0])
+        ]
+        etas = fixed[None, :] + np.asarray(random)
+    else:
+        etas = (
+            fixed + (random_part(groupings, res._modes, new_levels) if include_random else 0.0)
+        )[None, :]
+    if d.family == "ordinal":
+        probs = np.mean([category_probabilities(e, res.cutpoints) for e in etas], axis=0)
+        levels = d.response_levels or [str(k + 1) for k in range(probs.shape[1])]
+        return pd.DataFrame(probs, index=index, columns=list(levels))
+    mean = get_inverse_link(d.family, res.link)(etas).mean(axis=0)
+    return pd.Series(mean, index=index, name="predicted")
+
+
+def category_probabilities(eta: np.ndarray, cutpoints: np.ndarray) -> np.ndarray:
+    """Ordinal category probabilities ``[..., K]`` at ``eta [...]`` (numpy)."""
+    from scipy.special import expit
+
+    cum = expit(np.asarray(cutpoints)[None, :] - np.asarray(eta).reshape(-1, 1))
+    cum = np.concatenate([np.zeros((cum.shape[0], 1)), cum, np.ones((cum.shape[0], 1))], axis=1)
+    return np.diff(cum, axis=1).reshape(*np.shape(eta), len(cutpoints) + 1)

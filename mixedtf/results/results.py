@@ -16,7 +16,12 @@ import pandas as pd
 from scipy import stats
 
 from mixedtf.design import Design
-from mixedtf.results.prediction import check_new_levels, random_part
+from mixedtf.results.prediction import (
+    check_new_levels,
+    get_inverse_link,
+    predict,
+    random_part,
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,10 @@ class MixedLMResults:
         deviance: ``-2`` times the ML log-likelihood at the estimates.
         conditional_covariances: callable returning per-grouping ``n_levels x k x k``
             conditional covariances (computed on first use).
+        cutpoints: ordinal models: the ``K - 1`` ordered cutpoints; ``beta_cov`` then covers
+            ``(beta, cutpoints)``.
+        draws: MCEM fits: per grouping, ``S x n_levels x k`` draws of the random effects from
+            the E-step after burn-in (the posterior predictive of ``predict(type="response")``).
     """
 
     def __init__(
@@ -90,6 +99,8 @@ class MixedLMResults:
         fit_info: FitInfo,
         conditional_covariances: Callable[[], list[np.ndarray]] | None = None,
         reml_criterion: float | None = None,
+        cutpoints: np.ndarray | None = None,
+        draws: list[np.ndarray] | None = None,
     ) -> None:
         self.design = design
         self.method = method
@@ -104,6 +115,8 @@ class MixedLMResults:
         self.reml_criterion = reml_criterion
         self.fit_info = fit_info
         self._condcov_fn = conditional_covariances
+        self.cutpoints = None if cutpoints is None else np.asarray(cutpoints, dtype=np.float64)
+        self.draws = draws
         self.check = None  # MCEM fits of Gaussian models: the AnalyticCheck against exact ML
 
     # -- sizes -----------------------------------------------------------------
@@ -121,14 +134,20 @@ class MixedLMResults:
         return self.design.family == "gaussian"
 
     @property
+    def family(self) -> str:
+        return self.design.family
+
+    @property
     def link(self) -> str:
-        return self.fit_info.extra.get("link", "identity" if self.has_scale else "logit")
+        default = {"gaussian": "identity", "poisson": "log"}.get(self.design.family, "logit")
+        return self.fit_info.extra.get("link", default)
 
     @property
     def df_model(self) -> int:
-        """Number of parameters: fixed effects, theta and, for Gaussian models, the residual SD
-        (lme4's logLik df)."""
-        return self._beta.size + self.theta.size + int(self.has_scale)
+        """Number of parameters: fixed effects, cutpoints, theta and, for Gaussian models, the
+        residual SD (lme4's logLik df)."""
+        n_cuts = 0 if self.cutpoints is None else self.cutpoints.size
+        return self._beta.size + n_cuts + self.theta.size + int(self.has_scale)
 
     @property
     def aic(self) -> float:
@@ -146,7 +165,26 @@ class MixedLMResults:
     def vcov(self) -> pd.DataFrame:
         """Covariance matrix of the fixed effects (lme4's ``vcov``)."""
         names = list(self.design.fixed_names)
-        return pd.DataFrame(self._beta_cov, index=names, columns=names)
+        p = len(names)
+        return pd.DataFrame(self._beta_cov[:p, :p], index=names, columns=names)
+
+    def cutpoint_table(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Ordinal models: the cutpoints (``ordinal::clmm``'s threshold coefficients, named
+        ``"1|2"``, ...) with standard errors and Wald intervals."""
+        if self.cutpoints is None:
+            raise ValueError(f"a {self.design.family} model has no cutpoints.")
+        levels = self.design.response_levels or tuple(
+            str(k) for k in range(1, self.cutpoints.size + 2)
+        )
+        names = [f"{levels[k]}|{levels[k + 1]}" for k in range(self.cutpoints.size)]
+        p = self._beta.size
+        se = np.sqrt(np.diag(self._beta_cov)[p:]) if self._beta_cov.shape[0] > p else np.nan
+        q = stats.norm.ppf(1 - alpha / 2)
+        est = self.cutpoints
+        return pd.DataFrame(
+            {"estimate": est, "std_error": se, "ci_lower": est - q * se, "ci_upper": est + q * se},
+            index=pd.Index(names, name="cutpoint"),
+        )
 
     def coef_table(self, alpha: float = 0.05) -> pd.DataFrame:
         """Wald table of the fixed effects: estimate, std_error, z, p_value and the
@@ -169,7 +207,8 @@ class MixedLMResults:
 
     def bse(self) -> pd.Series:
         """Standard errors of the fixed effects."""
-        return pd.Series(np.sqrt(np.diag(self._beta_cov)), index=list(self.design.fixed_names))
+        p = self._beta.size
+        return pd.Series(np.sqrt(np.diag(self._beta_cov)[:p]), index=list(self.design.fixed_names))
 
     # -- variance components ---------------------------------------------------
     def varcorr(self) -> pd.DataFrame:
@@ -235,44 +274,51 @@ class MixedLMResults:
 
     # -- fitted values and predictions ----------------------------------------------
     def fitted(self) -> pd.Series:
-        """Conditional fitted values ``X beta + offset + Z b`` (lme4's ``fitted(m)``)."""
+        """Conditional fitted values (lme4's ``fitted(m)``): ``X beta + offset + Z b`` for
+        Gaussian models, the mean ``g^{-1}(eta)`` per trial for binomial and Poisson, the
+        linear predictor for ordinal models."""
         d = self.design
         eta = d.X @ self._beta + d.offset + random_part(d.groupings, self._modes, "population")
+        if self.design.family in ("binomial", "poisson"):
+            eta = get_inverse_link(self.design.family, self.link)(eta)
         return pd.Series(eta, index=d.index, name="fitted")
 
     def resid(self) -> pd.Series:
-        """Response residuals ``y - fitted`` (lme4's ``residuals(m)``)."""
-        return pd.Series(
-            self.design.y, index=self.design.index, name="resid"
-        ) - self.fitted().rename("resid")
+        """Response residuals ``y - fitted`` (lme4's ``residuals(m, type = "response")``;
+        binomial: proportion of successes minus the fitted probability)."""
+        d = self.design
+        if d.family == "ordinal":
+            raise NotImplementedError("response residuals are not defined for ordinal models")
+        y = d.y[:, 0] / d.y.sum(axis=1) if d.y.ndim == 2 else d.y
+        return pd.Series(y, index=d.index, name="resid") - self.fitted().rename("resid")
 
     def predict(
-        self, newdata: Any = None, include_random: bool = True, new_levels: str = "population"
-    ) -> pd.Series:
-        """Predictions on the response scale.
+        self,
+        newdata: Any = None,
+        include_random: bool = True,
+        new_levels: str = "population",
+        type: str = "link",
+    ) -> pd.Series | pd.DataFrame:
+        """Predictions.
 
         Args:
             newdata: data to predict for (default: the training rows); encoded with the
                 training levels and contrasts.
-            include_random: add the conditional modes of the random effects (lme4's
-                ``re.form = NULL``); False gives the population level (``re.form = NA``).
+            include_random: add the random effects (lme4's ``re.form = NULL``); False gives
+                the population level (``re.form = NA``).
             new_levels: ``"population"``: a level unseen in training contributes 0;
                 ``"error"``: raise, naming the rows.
+            type: ``"link"`` (default, as lme4): the linear predictor ``eta``;
+                ``"response"``: the mean (binomial: probability; Poisson: rate; ordinal: a
+                DataFrame of category probabilities). For MCEM fits it is the posterior
+                predictive mean, the average of ``g^{-1}(eta)`` over the E-step's draws of
+                the random effects (not ``g^{-1}`` at their mean); for Laplace fits it is
+                ``g^{-1}`` at the conditional modes, as lme4's ``predict(type = "response")``.
 
         Raises:
             DesignError: a row has a missing predictor, or an unseen level with ``"error"``.
         """
-        new_levels = check_new_levels(new_levels)
-        d = self.design
-        if newdata is None:
-            X, offset, groupings, index = d.X, d.offset, d.groupings, d.index
-        else:
-            new = d.transform(newdata)
-            X, offset, groupings, index = new.X, new.offset, new.groupings, new.index
-        eta = X @ self._beta + offset
-        if include_random:
-            eta = eta + random_part(groupings, self._modes, new_levels)
-        return pd.Series(eta, index=index, name="predicted")
+        return predict(self, newdata, include_random, check_new_levels(new_levels), type)
 
     def save(self, path) -> None:
         """Write the fit to ``path`` (a NumPy ``.npz`` archive with a JSON header, read back

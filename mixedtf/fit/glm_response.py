@@ -1,0 +1,156 @@
+r"""Row-wise log-likelihoods of the non-Gaussian families, with the derivatives the Laplace
+approximation needs (plain numpy/scipy).
+
+Binomial and Poisson depend on one linear predictor ``eta`` per row; the cumulative-logit
+ordinal model on two, ``a = c_y - eta`` and ``c = c_{y-1} - eta`` (``c_0 = -inf``,
+``c_K = +inf``), with ``log p = log(F(a) - F(c))`` and ``F`` the logistic CDF.
+
+Each response gives ``loglik(eta)``, ``score_and_weights(eta) = (d log p / d eta,
+W)`` and ``fixed_information(eta, X) = (I_phiphi, R)``: the information of the fixed
+parameters ``phi`` (beta, and the cutpoints) at fixed random effects, and the rows ``R``
+with ``I_{phi u} = R' A`` for ``A = Z Lambda`` -- what lme4's ``vcov`` Schur complement uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import expit, gammaln, log_ndtr, ndtr
+
+from mixedtf.design import Design
+
+
+@dataclass(frozen=True)
+class GLMResponse:
+    """Response of a binomial or Poisson GLMM: counts ``y`` out of ``trials`` (binomial)."""
+
+    family: str
+    link: str
+    y: np.ndarray
+    trials: np.ndarray | None
+    n_cutpoints: int = 0
+
+    def mean(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``mu`` (a probability for binomial, a rate for Poisson) and ``d mu / d eta``."""
+        if self.link == "logit":
+            mu = expit(eta)
+            return mu, mu * (1.0 - mu)
+        if self.link == "probit":
+            return ndtr(eta), np.exp(-0.5 * eta**2) / np.sqrt(2 * np.pi)
+        if self.link == "log":
+            mu = np.exp(eta)
+            return mu, mu
+        raise ValueError(f"unknown link {self.link!r}")
+
+    def loglik(self, eta: np.ndarray, cuts=None) -> np.ndarray:
+        """Per-row log-likelihood, normalising constants included."""
+        if self.family == "binomial":
+            n, y = self.trials, self.y
+            if self.link == "logit":
+                log_p, log_q = -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)
+            else:
+                log_p, log_q = log_ndtr(eta), log_ndtr(-eta)
+            coef = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
+            return coef + y * log_p + (n - y) * log_q
+        mu = np.exp(eta)
+        return self.y * eta - mu - gammaln(self.y + 1)
+
+    def score_and_weights(self, eta: np.ndarray, cuts=None) -> tuple[np.ndarray, np.ndarray]:
+        """``d log p / d eta`` per row and the Fisher weights ``(d mu/d eta)^2 / Var``."""
+        mu, dmu = self.mean(eta)
+        if self.family == "binomial":
+            var = np.clip(mu * (1.0 - mu), 1e-300, None) / self.trials
+            resid = self.y / self.trials - mu
+        else:
+            var = np.clip(mu, 1e-300, None)
+            resid = self.y - mu
+        return resid * dmu / var, dmu**2 / var
+
+    def fixed_information(self, eta, X, cuts=None) -> tuple[np.ndarray, np.ndarray]:
+        """``X'WX`` and ``R = W X``."""
+        _, w = self.score_and_weights(eta)
+        WX = X * w[:, None]
+        return X.T @ WX, WX
+
+
+@dataclass(frozen=True)
+class OrdinalResponse:
+    """Cumulative-logit response, categories ``y`` in ``1..K``."""
+
+    y: np.ndarray
+    K: int
+    family: str = "ordinal"
+    link: str = "logit"
+    trials: None = None
+    _codes: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_codes", self.y.astype(np.int64))
+
+    @property
+    def n_cutpoints(self) -> int:
+        return self.K - 1
+
+    def _bounds(self, eta, cuts):
+        padded = np.concatenate([[-np.inf], np.asarray(cuts, np.float64), [np.inf]])
+        return padded[self._codes] - eta, padded[self._codes - 1] - eta
+
+    def _parts(self, eta, cuts):
+        """``log D`` and the first and second derivatives in ``a`` and ``c``."""
+        a, c = self._bounds(eta, cuts)
+        Fa, Fc = expit(a), expit(c)
+        # D = F(a) - F(c), without cancellation when both are near 1
+        D = np.where(a + c > 0, expit(-c) - expit(-a), Fa - Fc)
+        D = np.clip(D, 1e-300, None)
+        fa, fc = Fa * (1 - Fa), Fc * (1 - Fc)
+        dfa, dfc = fa * (1 - 2 * Fa), fc * (1 - 2 * Fc)
+        la, lc = fa / D, -fc / D
+        daa, dcc, dac = dfa / D - la**2, -dfc / D - lc**2, -la * lc
+        return np.log(D), la, lc, daa, dcc, dac
+
+    def loglik(self, eta, cuts) -> np.ndarray:
+        return self._parts(eta, cuts)[0]
+
+    def score_and_weights(self, eta, cuts) -> tuple[np.ndarray, np.ndarray]:
+        """``d log p / d eta = -(l_a + l_c)`` and the observed weights ``-d^2 log p/d eta^2``
+        (positive: the cumulative logit is log-concave)."""
+        _, la, lc, daa, dcc, dac = self._parts(eta, cuts)
+        return -(la + lc), np.clip(-(daa + 2 * dac + dcc), 0.0, None)
+
+    def fixed_information(self, eta, X, cuts) -> tuple[np.ndarray, np.ndarray]:
+        """Information of ``phi = (beta, cutpoints)`` and the rows ``R`` (``n x d``)."""
+        _, _, _, daa, dcc, dac = self._parts(eta, cuts)
+        n, K = self.y.size, self.K
+        Ja = np.zeros((n, K - 1))
+        Jc = np.zeros((n, K - 1))
+        rows = np.arange(n)
+        top, bottom = self._codes < K, self._codes > 1
+        Ja[rows[top], self._codes[top] - 1] = 1.0
+        Jc[rows[bottom], self._codes[bottom] - 2] = 1.0
+        Ja = np.hstack([-X, Ja])
+        Jc = np.hstack([-X, Jc])
+        info = -(
+            Ja.T @ (Ja * daa[:, None])
+            + Ja.T @ (Jc * dac[:, None])
+            + Jc.T @ (Ja * dac[:, None])
+            + Jc.T @ (Jc * dcc[:, None])
+        )
+        R = Ja * (daa + dac)[:, None] + Jc * (dac + dcc)[:, None]
+        return info, R
+
+
+def response_of(design: Design, link: str | None = None):
+    """The row-wise response of a binomial, Poisson or ordinal design."""
+    if design.family == "binomial":
+        y = design.y
+        if y.ndim == 2:  # cbind(successes, failures)
+            return GLMResponse("binomial", link or "logit", y[:, 0], y[:, 0] + y[:, 1])
+        return GLMResponse("binomial", link or "logit", y, np.ones_like(y))
+    if design.family == "poisson":
+        return GLMResponse("poisson", link or "log", design.y, None)
+    if design.family == "ordinal":
+        return OrdinalResponse(design.y, int(design.y.max()))
+    raise ValueError(
+        f"the Laplace approximation covers binomial, Poisson and ordinal; got {design.family!r}."
+    )

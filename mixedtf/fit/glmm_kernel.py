@@ -1,0 +1,257 @@
+r"""The MCEM kernel for binomial, Poisson and ordinal models (TensorFlow backend).
+
+Same interface and E-step as the Gaussian :class:`~mixedtf.fit.kernel.EMKernel`; what
+differs is the whitening and the M-step. One iteration, for ``C`` persistent chains:
+
+1. **E-step**: one HMC transition in the space ``b_l = R_l u_l``, with
+   ``R_l = chol((A^W_l + Sigma^{-1})^{-1})`` and ``A^W_l = sum_i w_i z_i z_i'`` over the
+   level's rows, ``w_i = -d^2 log p(y_i | eta_i) / d eta_i^2`` at the chains' mean
+   effects: the Laplace approximation of the level's conditional covariance.
+2. **Location expansion** (PX-EM): each term column with a fixed counterpart is centred
+   and its mean folded into that fixed effect (ordinal: an intercept column into the
+   cutpoints, ``c_k - m``), leaving every ``eta`` unchanged.
+3. **M-step**: ``Sigma_j = mean(b b')`` in closed form; for ``phi = (beta, cutpoints)``
+   one Newton step on ``Q(phi) = mean_c log p(y | phi, b_c)`` from the previous value (an
+   ECM step: the fixed point is the same as a full maximisation), in float64, with the step
+   shortened if it would break the cutpoints' order.
+4. **Louis statistics**: the complete-data information ``-d^2 Q`` and the between-chain
+   covariance of the per-chain scores, for the fixed effects' standard errors of the
+   stopping rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from mixedtf.fit import hmc
+from mixedtf.fit.kernel import TraceLayout, level_factors, whitened_transition
+from mixedtf.model import CompiledModel
+from mixedtf.model.parameters import scale_name
+
+
+class GLMMKernel:
+    """Compiled chunks of MCEM iterations for a non-Gaussian model."""
+
+    def __init__(
+        self,
+        model: CompiledModel,
+        chains: int,
+        n_leapfrog: int,
+        target_accept: float,
+        chunk_size: int,
+        traced: tuple[np.ndarray, ...] | None = None,
+    ) -> None:
+        self.model = model
+        self.chains = chains
+        self.n_leapfrog = n_leapfrog
+        self.target_accept = target_accept
+        self.chunk_size = chunk_size
+        self.layout = TraceLayout.of(model, traced)
+        d, dt = model.design, model.dtype
+        self.n_cuts = self.layout.n_cuts
+        self._zz = [tf.constant(g.z[:, :, None] * g.z[:, None, :], dt) for g in d.groupings]
+        # PX: term column a of grouping j shifts beta by P_j[a] (and the cutpoints by -s_j[a])
+        self._px_beta, self._px_cut = [], []
+        for g in d.groupings:
+            P = np.zeros((g.k, d.X.shape[1]))
+            s = np.zeros(g.k)
+            for a, name in enumerate(g.colnames):
+                if name in d.fixed_names:
+                    P[a, d.fixed_names.index(name)] = 1.0
+                elif name == "(Intercept)" and self.n_cuts:
+                    s[a] = 1.0
+            self._px_beta.append(tf.constant(P, dt))
+            self._px_cut.append(tf.constant(s, dt))
+        self._step = tf.function(self._chunk, jit_compile=True, reduce_retracing=True)
+
+    # -- pieces ------------------------------------------------------------------------
+    def _params(self, beta, cuts, covs):
+        out = {"beta": beta}
+        if self.n_cuts:
+            out["cutpoints"] = cuts
+        for g, cov in zip(self.model.design.groupings, covs, strict=True):
+            out[scale_name(g)] = tf.sqrt(cov[0, 0]) if g.k == 1 else tf.linalg.cholesky(cov)
+        return out
+
+    def _random_part(self, effects):
+        m = self.model
+        return tf.add_n(
+            [
+                tf.reduce_sum(gather(b) * z, axis=-1)
+                for b, z, gather in zip(effects, m.z, m.gathers, strict=True)
+            ]
+        )
+
+    def _weighted_precision(self, params, effects):
+        """``A^W_l`` per grouping at the chains' mean effects."""
+        m = self.model
+        mean_b = [tf.reduce_mean(b, 0, keepdims=True) for b in effects]
+        eta = tf.linalg.matvec(m.X, params["beta"]) + m.offset + self._random_part(mean_b)[0]
+        w = m.family.working_weights(eta, params, m.y, m.trials)
+        return [
+            tf.math.unsorted_segment_sum(w[:, None, None] * zz, g.codes, g.n_levels)
+            for zz, g in zip(self._zz, m.gathers, strict=True)
+        ]
+
+    def _newton(self, beta, cuts, zb):
+        """One Newton step on ``Q(phi)``; returns the new ``beta, cuts``, the complete-data
+        information ``-d^2 Q`` (per chain) and the between-chain covariance of the scores."""
+        m = self.model
+        p, C = self.layout.p, self.chains
+        phi = tf.concat([beta, cuts], 0)
+        phi_rep = tf.tile(phi[tf.newaxis], [C, 1])  # one copy per chain: per-chain scores
+        with tf.GradientTape() as outer:
+            outer.watch(phi_rep)
+            with tf.GradientTape() as inner:
+                inner.watch(phi_rep)
+                eta = tf.einsum("np,cp->cn", m.X, phi_rep[:, :p]) + m.offset + zb
+                params = {"cutpoints": phi_rep[:, tf.newaxis, p:]} if self.n_cuts else {}
+                logp = tf.reduce_sum(m.family.distribution(eta, params, m.trials).log_prob(m.y))
+            scores = inner.gradient(logp, phi_rep)  # [C, d]
+            total = tf.reduce_sum(scores, 0)
+        hess = tf.reduce_sum(outer.jacobian(total, phi_rep, experimental_use_pfor=True), 1)
+        g64 = tf.cast(total, tf.float64)
+        info64 = -tf.cast(hess, tf.float64)
+        info64 = 0.5 * (info64 + tf.transpose(info64))
+        jitter = 1e-9 * tf.linalg.diag(tf.abs(tf.linalg.diag_part(info64)) + 1e-12)
+        step = tf.linalg.cholesky_solve(tf.linalg.cholesky(info64 + jitter), g64[:, tf.newaxis])
+        step = tf.cast(step[:, 0], m.dtype)
+        if self.n_cuts > 1:  # shorten the step so that the cutpoints stay ordered
+            gaps = cuts[1:] - cuts[:-1]
+            closing = -(step[p + 1 :] - step[p:-1])
+            ratio = tf.where(closing > 0, 0.9 * gaps / tf.maximum(closing, 1e-30), 1.0)
+            step = step * tf.minimum(1.0, tf.reduce_min(ratio))
+        new = phi + step
+        sc = scores - tf.reduce_mean(scores, 0)
+        cov_scores = tf.matmul(sc, sc, transpose_a=True) / (C - 1.0)
+        return new[:p], new[p:], tf.cast(info64, m.dtype) / C, cov_scores
+
+    # -- the compiled chunk ------------------------------------------------------------
+    def _chunk(self, state, adapt, accumulate):
+        n_iter = self.chunk_size
+        m = self.model
+        dt = m.dtype
+        C = tf.cast(self.chains, dt)
+        trace = tf.TensorArray(dt, size=n_iter, element_shape=[len(self.layout.names)])
+
+        def body(i, st, trace):
+            beta, cuts, covs, chains = st["beta"], st["cuts"], st["covs"], st["chains"]
+            seed = tf.random.experimental.stateless_fold_in(st["seed"], st["iteration"])
+            params = self._params(beta, cuts, covs)
+            A = self._weighted_precision(params, chains)
+            factors = level_factors(A, covs, m.design.groupings)
+            step = tf.exp(tf.where(adapt, st["log_eps"], st["log_eps_bar"]))
+            effects, accept_prob, logp = whitened_transition(
+                m, params, factors, chains, step, self.n_leapfrog, seed
+            )
+            rate = tf.reduce_mean(accept_prob)
+            t, h_bar, log_eps, log_eps_bar = hmc.adapt_step(
+                st["t"], st["h_bar"], st["log_eps_bar"], st["mu"], rate, self.target_accept
+            )
+            keep = lambda new, old: tf.where(adapt, new, old)  # noqa: E731
+            # PX-EM location expansion: centre, and fold the means into beta / the cutpoints
+            shifts = [tf.reduce_mean(b, axis=[0, 1]) for b in effects]
+            active = [
+                tf.reduce_max(P, 1) + s for P, s in zip(self._px_beta, self._px_cut, strict=True)
+            ]
+            effects = [b - a * sh for b, a, sh in zip(effects, active, shifts, strict=True)]
+            beta = beta + tf.add_n(
+                [
+                    tf.linalg.matvec(P, sh, transpose_a=True)
+                    for P, sh in zip(self._px_beta, shifts, strict=True)
+                ]
+            )
+            cuts = cuts - tf.add_n(
+                [tf.reduce_sum(s * sh) for s, sh in zip(self._px_cut, shifts, strict=True)]
+            )
+            covs = [
+                tf.einsum("clk,clm->km", b, b) / (C * tf.cast(tf.shape(b)[1], dt)) for b in effects
+            ]
+            zb = self._random_part(effects)
+            beta, cuts, info, cov_scores = self._newton(beta, cuts, zb)
+            on = tf.cast(accumulate, dt)
+            tril = [np.stack(np.tril_indices(g.k), 1) for g in m.design.groupings]
+            row = tf.concat(
+                [beta, cuts]
+                + [tf.gather_nd(cv, idx) for cv, idx in zip(covs, tril, strict=True)]
+                + [
+                    tf.reshape(rate, [1]),
+                    tf.reshape(step, [1]),
+                    tf.reshape(tf.reduce_mean(logp), [1]),
+                ]
+                + [
+                    tf.reshape(tf.gather(b[0], levels), [-1])
+                    for b, levels in zip(effects, self.layout.traced, strict=True)
+                ],
+                0,
+            )
+            new = {
+                "beta": beta,
+                "cuts": cuts,
+                "covs": covs,
+                "chains": effects,
+                "seed": st["seed"],
+                "iteration": st["iteration"] + 1,
+                "t": keep(t, st["t"]),
+                "h_bar": keep(h_bar, st["h_bar"]),
+                "log_eps": keep(log_eps, st["log_eps"]),
+                "log_eps_bar": keep(log_eps_bar, st["log_eps_bar"]),
+                "mu": st["mu"],
+                "info": st["info"] + on * info,
+                "louis": st["louis"] + on * cov_scores,
+                "n_louis": st["n_louis"] + on,
+                "sum_b": [
+                    sb + on * tf.reduce_sum(b, 0)
+                    for sb, b in zip(st["sum_b"], effects, strict=True)
+                ],
+                "sum_bb": [
+                    sbb + on * tf.einsum("clk,clm->lkm", b, b)
+                    for sbb, b in zip(st["sum_bb"], effects, strict=True)
+                ],
+            }
+            return i + 1, new, trace.write(i, row)
+
+        _, state, trace = tf.while_loop(
+            lambda i, *_: i < n_iter, body, (tf.constant(0), state, trace)
+        )
+        return state, trace.stack()
+
+    # -- interface ---------------------------------------------------------------------
+    def initial_state(self, params: dict, seed: int, step_size: float = 0.1) -> dict:
+        d, np_dt = self.model.design, self.model.dtype.as_numpy_dtype
+        dim = d.X.shape[1] + self.n_cuts
+        return {
+            "beta": np.asarray(params["beta"], np_dt),
+            "cuts": np.asarray(params.get("cuts", np.zeros(0)), np_dt),
+            "covs": [np.asarray(c, np_dt) for c in params["covs"]],
+            "chains": [np.zeros((self.chains, g.n_levels, g.k), np_dt) for g in d.groupings],
+            "seed": np.array([seed % (2**31), 0x676C6D6D], np.int32),  # salt: "glmm"
+            "iteration": np.int32(0),
+            "t": np_dt(0.0),
+            "h_bar": np_dt(0.0),
+            "log_eps": np_dt(np.log(step_size)),
+            "log_eps_bar": np_dt(np.log(step_size)),
+            "mu": np_dt(np.log(10 * step_size)),
+            "info": np.zeros((dim, dim), np_dt),
+            "louis": np.zeros((dim, dim), np_dt),
+            "n_louis": np_dt(0.0),
+            "sum_b": [np.zeros((g.n_levels, g.k), np_dt) for g in d.groupings],
+            "sum_bb": [np.zeros((g.n_levels, g.k, g.k), np_dt) for g in d.groupings],
+        }
+
+    def run(self, state: dict, adapt: bool, accumulate: bool) -> tuple[dict, np.ndarray]:
+        """Run one chunk of EM iterations; numpy state in and out, trace ``[chunk_size, columns]``."""
+        tensors = tf.nest.map_structure(tf.convert_to_tensor, state)
+        out, trace = self._step(tensors, tf.constant(adapt), tf.constant(accumulate))
+        return tf.nest.map_structure(lambda t: t.numpy(), out), trace.numpy()
+
+    def louis_vcov(self, state: dict) -> np.ndarray:
+        """Louis' covariance of ``(beta, cutpoints)``: the inverse of the averaged
+        complete-data information minus the between-chain covariance of the scores."""
+        n = max(float(state["n_louis"]), 1.0)
+        info = (state["info"] - state["louis"]).astype(np.float64) / n
+        try:
+            return np.linalg.inv(info)
+        except np.linalg.LinAlgError:
+            return np.full_like(info, np.nan)

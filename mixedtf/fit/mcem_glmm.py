@@ -1,0 +1,245 @@
+"""Monte Carlo EM for binomial, Poisson and ordinal models: the driver around
+:class:`~mixedtf.fit.glmm_kernel.GLMMKernel`.
+
+Schedule, Polyak averaging, the Monte Carlo standard errors and the stopping rule are the
+Gaussian driver's (:mod:`mixedtf.fit.mcem`). The fixed effects' standard errors of the
+stopping rule come from Louis' method in the kernel; the reported ones, and the
+log-likelihood (for AIC, BIC and ``anova``), from the Laplace approximation at the MCEM
+estimates (lme4's ``glmer`` ``vcov`` and ``logLik``), when the model is small enough for
+its dense ``q x q`` matrix.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from mixedtf.design import Design
+from mixedtf.design.response import start_cutpoints
+from mixedtf.errors import ConvergenceWarning, warn
+from mixedtf.fit.covariance import psd_factor, theta_from_factors, theta_names
+from mixedtf.fit.glmm_kernel import GLMMKernel
+from mixedtf.fit.laplace import LaplaceModel, glm_start
+from mixedtf.fit.mcem import MCEMOptions, default_chains, iterate, mcse, traced_levels
+from mixedtf.model import compile_model
+from mixedtf.model.family import get_family
+from mixedtf.results.results import FitInfo, MixedLMResults
+
+LAPLACE_MAX_Q = 8000  # random effects up to which the dense Laplace matrix is formed
+MAX_DRAWS = 512  # draws of the random effects kept for posterior predictive means
+
+
+def start_covariances(design: Design) -> list[np.ndarray]:
+    """SD 1 on the linear-predictor scale for intercept columns (lme4's theta = 1), a
+    quarter over the covariate's SD for slopes."""
+    out = []
+    for g in design.groupings:
+        sds = [
+            1.0 if np.allclose(g.z[:, c], 1.0) else 0.25 / max(np.std(g.z[:, c]), 1e-8)
+            for c in range(g.k)
+        ]
+        out.append(np.diag(np.square(sds)))
+    return out
+
+
+def fit_mcem_glmm(
+    design: Design, seed: int | None, opts: MCEMOptions, link: str | None = None
+) -> MixedLMResults:
+    """Fit a binomial, Poisson or ordinal mixed model by Monte Carlo EM."""
+    if not design.groupings:
+        raise ValueError(
+            "the formula has no random-effects term such as (1 | g); nothing to integrate."
+        )
+    if opts.scale is not None:
+        raise ValueError(
+            f"scale= fixes the residual SD of a Gaussian model; family {design.family!r} has none."
+        )
+    if opts.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    device = (opts.device or ("GPU" if tf.config.list_physical_devices("GPU") else "CPU")).upper()
+    chains = opts.chains or default_chains(design, device)
+    seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
+    t0 = time.perf_counter()
+    family = get_family(design.family, link)
+    laplace = LaplaceModel(design, family.link) if _q(design) <= LAPLACE_MAX_Q else None
+    dtype = tf.float32 if opts.dtype == "float32" else tf.float64
+    with tf.device(f"/{device}:0"):
+        model = compile_model(design, family, dtype=dtype, device=device)
+        kernel = GLMMKernel(
+            model,
+            chains,
+            opts.n_leapfrog,
+            opts.target_accept,
+            opts.chunk_size,
+            traced=traced_levels(design, opts.trace_levels),
+        )
+        ordinal = family.has_cutpoints
+        start = {
+            "beta": np.zeros(design.X.shape[1]) if ordinal else glm_start(design, family.link),
+            "cuts": start_cutpoints(design.y) if ordinal else np.zeros(0),
+            "covs": start_covariances(design),
+        }
+        state = kernel.initial_state(start, seed)
+        draws: list[list[np.ndarray]] = []
+
+        def keep_draws(st, accumulate):
+            if accumulate and len(draws) * chains < MAX_DRAWS:
+                draws.append([np.array(c) for c in st["chains"]])
+
+        def converged(st, averaged):
+            return _converged(kernel, st, averaged, opts)
+
+        state, trace, compile_time, stopped = iterate(kernel, state, opts, converged, keep_draws)
+    return _results(
+        design,
+        kernel,
+        laplace,
+        state,
+        trace,
+        draws,
+        opts,
+        chains,
+        device,
+        seed,
+        compile_time,
+        stopped,
+        t0,
+        family.link,
+    )
+
+
+def _q(design: Design) -> int:
+    return sum(g.n_levels * g.k for g in design.groupings)
+
+
+def _var_columns(layout) -> list[int]:
+    return [i for i, n in enumerate(layout.names) if n.startswith("var:")]
+
+
+def _converged(kernel: GLMMKernel, state, averaged, opts: MCEMOptions) -> bool:
+    layout = kernel.layout
+    mean, mc_se = averaged.mean(axis=0), mcse(averaged)
+    sd_ok = all(mc_se[i] / (2.0 * max(mean[i], 1e-12)) <= opts.rtol for i in _var_columns(layout))
+    d = layout.p + layout.n_cuts
+    se = np.sqrt(np.diag(kernel.louis_vcov(state)))
+    if not np.all(np.isfinite(se)):  # Louis not positive: the complete-data information
+        info = state["info"].astype(np.float64) / max(float(state["n_louis"]), 1.0)
+        se = np.sqrt(np.diag(np.linalg.pinv(info)))
+    return sd_ok and bool(np.all(mc_se[:d] <= opts.se_tol * se))
+
+
+def _unpack(design: Design, layout, mean: np.ndarray):
+    p, nc = layout.p, layout.n_cuts
+    beta, cuts = mean[:p], mean[p : p + nc]
+    covs, at = [], p + nc
+    for g, size in zip(design.groupings, layout.vech_sizes, strict=True):
+        cov = np.zeros((g.k, g.k))
+        rows, cols = np.tril_indices(g.k)
+        cov[rows, cols] = mean[at : at + size]
+        cov[cols, rows] = mean[at : at + size]
+        covs.append(cov)
+        at += size
+    return beta, cuts, covs
+
+
+def _results(
+    design,
+    kernel,
+    laplace,
+    state,
+    trace,
+    draws,
+    opts,
+    chains,
+    device,
+    seed,
+    compile_time,
+    stopped,
+    t0,
+    link,
+):
+    layout = kernel.layout
+    averaged = (
+        trace[opts.burnin :] if trace.shape[0] > opts.burnin else trace[trace.shape[0] // 2 :]
+    )
+    mean, mc_se = averaged.mean(axis=0), mcse(averaged)
+    beta, cuts, covs = _unpack(design, layout, mean)
+    ordinal = layout.n_cuts > 0
+    theta = theta_from_factors([psd_factor(c) for c in covs])
+    n_draws = max(float(state["n_louis"]), 1.0) * chains
+    modes = [sb / n_draws for sb in state["sum_b"]]
+    condcov = [
+        sbb / n_draws - np.einsum("lk,lm->lkm", m, m)
+        for sbb, m in zip(state["sum_bb"], modes, strict=True)
+    ]
+    recorded: list[str] = []
+    if laplace is not None:  # lme4's logLik and vcov of a glmer fit, at the MCEM estimates
+        lap = laplace.fit_modes(beta, theta, cuts if ordinal else None)
+        loglik, vcov, loglik_method = -0.5 * lap.deviance, laplace.fixed_vcov_at(lap), "laplace"
+    else:
+        loglik, vcov, loglik_method = float("nan"), kernel.louis_vcov(state), "none"
+        recorded.append(
+            f"the model has more than {LAPLACE_MAX_Q} random effects: no Laplace log-likelihood "
+            "(AIC, BIC are NaN); standard errors by Louis' method."
+        )
+    if stopped == "budget":
+        warn(
+            recorded,
+            f"MCEM used its budget of {opts.max_iterations} iterations before the Monte Carlo "
+            f"standard errors met rtol={opts.rtol} / se_tol={opts.se_tol}; the estimates carry "
+            "the Monte Carlo errors in fit_info.extra['mcse']. Raise max_iterations or chains.",
+            ConvergenceWarning,
+        )
+    info = FitInfo(
+        method="mcem",
+        converged=stopped == "tolerance",
+        iterations=int(trace.shape[0]),
+        n_evaluations=int(trace.shape[0]) * (opts.n_leapfrog + 1),
+        wall_time=time.perf_counter() - t0,
+        optimizer=(
+            f"MCEM: HMC E-step ({chains} chains x {opts.n_leapfrog} leapfrog steps), "
+            "Newton M-step with location expansion"
+        ),
+        message=f"stopped by {stopped}",
+        device=device,
+        seed=seed,
+        extra={
+            "mcse": dict(
+                zip(layout.names[: layout.n_parameters], mc_se[: layout.n_parameters], strict=True)
+            ),
+            "acceptance": float(trace[opts.warmup :, layout.names.index("accept")].mean()),
+            "step_size": float(np.exp(state["log_eps_bar"])),
+            "compile_time": compile_time,
+            "chains": chains,
+            "averaged_iterations": int(averaged.shape[0]),
+            "trace": pd.DataFrame(trace, columns=list(layout.names)),
+            "warnings": recorded,
+            "link": link,
+            "loglik_method": loglik_method,
+        },
+    )
+    stacked = (
+        [np.concatenate([d[j] for d in draws]) for j in range(len(design.groupings))]
+        if draws
+        else None
+    )
+    return MixedLMResults(
+        design=design,
+        method="mcem",
+        beta=beta,
+        beta_cov=vcov,
+        theta=theta,
+        theta_names=theta_names(design.groupings),
+        sigma=1.0,
+        covariances=covs,
+        modes=modes,
+        loglik=loglik,
+        deviance=-2.0 * loglik,
+        fit_info=info,
+        conditional_covariances=lambda: condcov,
+        cutpoints=cuts if ordinal else None,
+        draws=stacked,
+    )
