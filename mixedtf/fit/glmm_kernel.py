@@ -30,6 +30,61 @@ from mixedtf.model import CompiledModel
 from mixedtf.model.parameters import scale_name
 
 
+def expansion_specs(design, j: int, ordinal: bool, dtype) -> list[tuple]:
+    """The location expansion of grouping ``j``, per term column ``a``:
+    ``(a, X_g, pinv(X_g), T, to_cut)``. For an intercept column ``X_g`` (levels x m) holds
+    the fixed-effect columns constant within every level (the intercept itself, and
+    between-level covariates such as grouseticks' YEAR for BROOD: without them the EM
+    creeps along the trade-off of those fixed effects with the level effects); for another
+    column with a fixed counterpart, a column of ones. ``T`` (m x p) maps the coefficients
+    to beta; ``to_cut`` marks the ordinal intercept, which goes into the cutpoints."""
+    g = design.groupings[j]
+    X, names = design.X, design.fixed_names
+    L, p = g.n_levels, X.shape[1]
+    first = np.zeros(L, np.int64)
+    first[g.codes[::-1]] = np.arange(g.codes.size)[::-1]  # a row of each level
+    specs = []
+    for a, col in enumerate(g.colnames):
+        if col == "(Intercept)":
+            level_x = X[first]
+            constant = [
+                c for c in range(p) if np.allclose(X[:, c], level_x[g.codes, c], atol=1e-12)
+            ]
+            columns = [level_x[:, c] for c in constant]
+            targets = [np.eye(p)[c] for c in constant]
+            to_cut = [0.0] * len(constant)
+            if ordinal and "(Intercept)" not in names:
+                columns.insert(0, np.ones(L))
+                targets.insert(0, np.zeros(p))
+                to_cut.insert(0, 1.0)
+        elif col in names:
+            columns, targets, to_cut = [np.ones(L)], [np.eye(p)[names.index(col)]], [0.0]
+        else:
+            continue
+        if not columns:
+            continue
+        Xg = np.column_stack(columns)
+        rank = np.linalg.matrix_rank(Xg)
+        if rank < Xg.shape[1]:  # keep an independent subset, in order
+            keep: list[int] = []
+            for c in range(Xg.shape[1]):
+                if np.linalg.matrix_rank(Xg[:, [*keep, c]]) > len(keep):
+                    keep.append(c)
+            Xg = Xg[:, keep]
+            targets = [targets[c] for c in keep]
+            to_cut = [to_cut[c] for c in keep]
+        specs.append(
+            (
+                a,
+                tf.constant(Xg, dtype),
+                tf.constant(np.linalg.pinv(Xg), dtype),
+                tf.constant(np.array(targets), dtype),
+                tf.constant(np.array(to_cut), dtype),
+            )
+        )
+    return specs
+
+
 class GLMMKernel:
     """Compiled chunks of MCEM iterations for a non-Gaussian model."""
 
@@ -51,18 +106,7 @@ class GLMMKernel:
         d, dt = model.design, model.dtype
         self.n_cuts = self.layout.n_cuts
         self._zz = [tf.constant(g.z[:, :, None] * g.z[:, None, :], dt) for g in d.groupings]
-        # PX: term column a of grouping j shifts beta by P_j[a] (and the cutpoints by -s_j[a])
-        self._px_beta, self._px_cut = [], []
-        for g in d.groupings:
-            P = np.zeros((g.k, d.X.shape[1]))
-            s = np.zeros(g.k)
-            for a, name in enumerate(g.colnames):
-                if name in d.fixed_names:
-                    P[a, d.fixed_names.index(name)] = 1.0
-                elif name == "(Intercept)" and self.n_cuts:
-                    s[a] = 1.0
-            self._px_beta.append(tf.constant(P, dt))
-            self._px_cut.append(tf.constant(s, dt))
+        self._px = [expansion_specs(d, j, self.n_cuts > 0, dt) for j in range(len(d.groupings))]
         self._step = tf.function(self._chunk, jit_compile=True, reduce_retracing=True)
 
     # -- pieces ------------------------------------------------------------------------
@@ -82,6 +126,22 @@ class GLMMKernel:
                 for b, z, gather in zip(effects, m.z, m.gathers, strict=True)
             ]
         )
+
+    def _expand(self, effects, beta, cuts):
+        """PX-EM location expansion: per term column, regress the chains' mean effects on
+        the level-level design (:func:`expansion_specs`), take the fit out of every chain
+        and add the coefficients to beta (ordinal: subtract the intercept's from the
+        cutpoints). Every ``eta`` is unchanged."""
+        out = []
+        for b, specs in zip(effects, self._px, strict=True):
+            for a, Xg, Pinv, T, to_cut in specs:
+                gamma = tf.linalg.matvec(Pinv, tf.reduce_mean(b[:, :, a], 0))
+                fit = tf.linalg.matvec(Xg, gamma)
+                b = b - fit[tf.newaxis, :, tf.newaxis] * tf.one_hot(a, b.shape[-1], dtype=b.dtype)
+                beta = beta + tf.linalg.matvec(T, gamma, transpose_a=True)
+                cuts = cuts - tf.reduce_sum(to_cut * gamma)
+            out.append(b)
+        return out, beta, cuts
 
     def _weighted_precision(self, params, effects):
         """``A^W_l`` per grouping at the chains' mean effects."""
@@ -150,21 +210,7 @@ class GLMMKernel:
                 st["t"], st["h_bar"], st["log_eps_bar"], st["mu"], rate, self.target_accept
             )
             keep = lambda new, old: tf.where(adapt, new, old)  # noqa: E731
-            # PX-EM location expansion: centre, and fold the means into beta / the cutpoints
-            shifts = [tf.reduce_mean(b, axis=[0, 1]) for b in effects]
-            active = [
-                tf.reduce_max(P, 1) + s for P, s in zip(self._px_beta, self._px_cut, strict=True)
-            ]
-            effects = [b - a * sh for b, a, sh in zip(effects, active, shifts, strict=True)]
-            beta = beta + tf.add_n(
-                [
-                    tf.linalg.matvec(P, sh, transpose_a=True)
-                    for P, sh in zip(self._px_beta, shifts, strict=True)
-                ]
-            )
-            cuts = cuts - tf.add_n(
-                [tf.reduce_sum(s * sh) for s, sh in zip(self._px_cut, shifts, strict=True)]
-            )
+            effects, beta, cuts = self._expand(effects, beta, cuts)
             covs = [
                 tf.einsum("clk,clm->km", b, b) / (C * tf.cast(tf.shape(b)[1], dt)) for b in effects
             ]

@@ -40,6 +40,7 @@ from mixedtf.fit.marginal import SINGULAR_TOL
 from mixedtf.results.results import FitInfo, MixedLMResults
 
 MAX_PIRLS = 50
+HESSIAN_MAX_Q = 500  # ordinal fits up to this many random effects get clmm's Hessian vcov
 
 
 def random_design(design: Design) -> sp.csr_matrix:
@@ -164,6 +165,36 @@ class LaplaceModel:
         return np.linalg.inv(schur)
 
 
+def hessian_vcov(model: LaplaceModel, theta, beta, cuts=None, n_agq: int = 1) -> np.ndarray:
+    """Covariance of ``(beta, cutpoints)`` from the finite-difference Hessian of the deviance
+    over ``(theta, beta, cutpoints)`` (``ordinal::clmm``'s ``vcov``; lme4's
+    ``use.hessian = TRUE``): unlike the RX Schur complement it carries the uncertainty of
+    theta. Theta components on the boundary are held fixed."""
+    free_theta = np.flatnonzero(np.abs(theta) > 1e-4)
+    x0 = np.concatenate([theta[free_theta], beta, np.zeros(0) if cuts is None else cuts])
+    nt, p = free_theta.size, beta.size
+
+    def f(x):
+        th = theta.copy()
+        th[free_theta] = x[:nt]
+        c = None if cuts is None else x[nt + p :]
+        return 0.5 * model.deviance(x[nt : nt + p], th, n_agq, c)
+
+    h = 1e-3 * np.maximum(1.0, np.abs(x0))
+    dim = x0.size
+    H = np.empty((dim, dim))
+    f0 = f(x0)
+    for i in range(dim):
+        ei = np.eye(dim)[i] * h[i]
+        H[i, i] = (f(x0 + ei) - 2 * f0 + f(x0 - ei)) / h[i] ** 2
+        for j in range(i):
+            ej = np.eye(dim)[j] * h[j]
+            H[i, j] = H[j, i] = (
+                f(x0 + ei + ej) - f(x0 + ei - ej) - f(x0 - ei + ej) + f(x0 - ei - ej)
+            ) / (4 * h[i] * h[j])
+    return np.linalg.inv(H)[nt:, nt:]
+
+
 def check_agq(design: Design) -> None:
     """Adaptive Gauss-Hermite quadrature here needs one scalar random term."""
     if len(design.groupings) != 1 or design.groupings[0].k != 1:
@@ -211,6 +242,10 @@ def fit_laplace(
     """Fit a binomial or Poisson GLMM by the Laplace approximation (``n_agq = 1``, lme4's
     ``glmer`` default) or adaptive Gauss-Hermite quadrature (``n_agq > 1``, a single scalar
     term), optimising ``(theta, beta)`` jointly with COBYQA from the GLM fit and theta = 1.
+
+    Standard errors: lme4's RX Schur complement (``vcov(use.hessian = FALSE)``), at fixed
+    theta; for ordinal models ``ordinal::clmm``'s, from the Hessian over all parameters
+    (:func:`hessian_vcov`), when the model is small.
 
     The log-likelihood is on the absolute scale (binomial coefficients included), as lme4's
     for ``nAGQ = 1``; for ``nAGQ > 1`` lme4 1.1-31 reports it relative to the saturated model
@@ -282,11 +317,15 @@ def fit_laplace(
             "boundary (singular) fit: a variance component is estimated as zero (lme4's isSingular).",
             SingularFitWarning,
         )
+    if ordinal and sum(g.n_levels * g.k for g in design.groupings) <= HESSIAN_MAX_Q:
+        vcov, extra["vcov"] = hessian_vcov(model, theta, beta, cuts, n_agq), "hessian"
+    else:
+        vcov, extra["vcov"] = model.fixed_vcov_at(lap), "RX"
     return MixedLMResults(
         design=design,
         method="laplace" if n_agq == 1 else "agq",
         beta=beta,
-        beta_cov=model.fixed_vcov_at(lap),
+        beta_cov=vcov,
         theta=theta,
         theta_names=theta_names(design.groupings),
         sigma=1.0,

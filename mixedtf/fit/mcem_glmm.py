@@ -29,6 +29,8 @@ from mixedtf.model.family import get_family
 from mixedtf.results.results import FitInfo, MixedLMResults
 
 LAPLACE_MAX_Q = 8000  # random effects up to which the dense Laplace matrix is formed
+STOPPING_LAPLACE_MAX_Q = 2000  # ... and up to which the stopping rule uses its vcov
+STOPPING_LAPLACE_MAX_Q = 2000  # ... and up to which the stopping rule uses its vcov
 MAX_DRAWS = 512  # draws of the random effects kept for posterior predictive means
 
 
@@ -90,7 +92,7 @@ def fit_mcem_glmm(
                 draws.append([np.array(c) for c in st["chains"]])
 
         def converged(st, averaged):
-            return _converged(kernel, st, averaged, opts)
+            return _converged(kernel, st, averaged, opts, laplace)
 
         state, trace, compile_time, stopped = iterate(kernel, state, opts, converged, keep_draws)
     return _results(
@@ -119,12 +121,22 @@ def _var_columns(layout) -> list[int]:
     return [i for i, n in enumerate(layout.names) if n.startswith("var:")]
 
 
-def _converged(kernel: GLMMKernel, state, averaged, opts: MCEMOptions) -> bool:
+def _converged(kernel: GLMMKernel, state, averaged, opts: MCEMOptions, laplace) -> bool:
+    """The Gaussian driver's rule; the fixed effects' standard errors from the Laplace
+    ``vcov`` at the current averages for small models (Louis' from the noisy between-chain
+    score covariance came out negative on grouseticks), else Louis'."""
     layout = kernel.layout
     mean, mc_se = averaged.mean(axis=0), mcse(averaged)
     sd_ok = all(mc_se[i] / (2.0 * max(mean[i], 1e-12)) <= opts.rtol for i in _var_columns(layout))
     d = layout.p + layout.n_cuts
-    se = np.sqrt(np.diag(kernel.louis_vcov(state)))
+    if laplace is not None and _q(kernel.model.design) <= STOPPING_LAPLACE_MAX_Q:
+        beta, cuts, covs = _unpack(kernel.model.design, layout, mean)
+        theta = theta_from_factors([psd_factor(c) for c in covs])
+        vcov = laplace.fixed_vcov(beta, theta, cuts if layout.n_cuts else None)
+    else:
+        vcov = kernel.louis_vcov(state)
+    with np.errstate(invalid="ignore"):
+        se = np.sqrt(np.diag(vcov))
     if not np.all(np.isfinite(se)):  # Louis not positive: the complete-data information
         info = state["info"].astype(np.float64) / max(float(state["n_louis"]), 1.0)
         se = np.sqrt(np.diag(np.linalg.pinv(info)))

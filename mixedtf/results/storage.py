@@ -96,6 +96,10 @@ def save_results(res: MixedLMResults, path: str | os.PathLike) -> None:
     arrays["index"] = index if index.dtype.kind in "iufb" else index.astype(str)
     arrays["beta"], arrays["beta_cov"] = res._beta, res._beta_cov
     arrays["theta"] = res.theta.to_numpy()
+    if res.cutpoints is not None:
+        arrays["cutpoints"] = res.cutpoints
+    for j, draws in enumerate(res.draws or []):
+        arrays[f"draws_{j}"] = np.asarray(draws)
     try:
         condcov = res._condcov
     except NotImplementedError:
@@ -162,6 +166,7 @@ def load_results(path: str | os.PathLike) -> MixedLMResults:
             the fitted design.
     """
     from mixedtf.design import build_design
+    from mixedtf.design.builder import WEIGHTS
 
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
@@ -177,7 +182,8 @@ def load_results(path: str | os.PathLike) -> MixedLMResults:
     frame.index = pd.Index(arrays["index"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rank or NA warnings were given at fit time
-        design = build_design(meta["formula"], frame, meta["family"])
+        weights = WEIGHTS if WEIGHTS in frame.columns else None
+        design = build_design(meta["formula"], frame, meta["family"], weights)
     if list(design.fixed_names) != meta["fixed_names"] or design.nobs != len(frame):
         raise MixedTFError(
             f"the stored data rebuild a different design (fixed effects {list(design.fixed_names)}, "
@@ -207,6 +213,8 @@ def load_results(path: str | os.PathLike) -> MixedLMResults:
         fit_info=info,
         conditional_covariances=(lambda: condcov) if condcov is not None else None,
         reml_criterion=meta["reml_criterion"],
+        cutpoints=arrays.get("cutpoints"),
+        draws=[arrays[f"draws_{j}"] for j in range(J)] if "draws_0" in arrays else None,
     )
     if (check := meta["check"]) is not None:
         table = pd.DataFrame(arrays["check_table"], columns=check["columns"])

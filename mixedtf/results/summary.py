@@ -24,6 +24,7 @@ class Summary:
     random: pd.DataFrame
     diagnostics: list[tuple[str, str]]
     warnings: list[str]
+    cutpoints: pd.DataFrame | None = None  # ordinal models: the threshold coefficients
 
     def as_text(self) -> str:
         lines = ["Mixed Linear Model Results (mixedtf)".center(WIDTH).rstrip(), "=" * WIDTH]
@@ -38,6 +39,10 @@ class Summary:
                 lines.append(f"{left[0] + ':':<18}{left[1]:<21}{right_cell}".rstrip())
         lines.append("-" * WIDTH)
         lines += _fixed_lines(self.fixed)
+        if self.cutpoints is not None:
+            lines.append("-" * WIDTH)
+            lines.append("Cutpoints (threshold coefficients):")
+            lines += _fixed_lines(self.cutpoints)
         lines.append("-" * WIDTH)
         lines.append("Random effects:")
         lines += _random_lines(self.random)
@@ -64,7 +69,12 @@ class Summary:
         return (
             "<div><h4>Mixed Linear Model Results (mixedtf)</h4>"
             f"<table>{head}</table>{self.fixed.to_html(float_format=_fmt)}"
-            f"<p>Random effects</p>{self.random.to_html(index=False, na_rep='')}"
+            + (
+                ""
+                if self.cutpoints is None
+                else f"<p>Cutpoints</p>{self.cutpoints.to_html(float_format=_fmt)}"
+            )
+            + f"<p>Random effects</p>{self.random.to_html(index=False, na_rep='')}"
             f"{f'<p>Monte Carlo EM</p><table>{diag}</table>' if diag else ''}{warn}</div>"
         )
 
@@ -131,6 +141,8 @@ def summarize(res, alpha: float = 0.05) -> Summary:
         "agq": f"AGQ, {info.extra.get('n_agq')} nodes (ML)",
     }[res.method]
     loglik = f"{res.loglik:.4f}" if np.isfinite(res.loglik) else "n/a"
+    if res.method == "mcem" and info.extra.get("loglik_method") == "laplace":
+        loglik += " (Laplace)"
     header = [
         ("Model", "MixedLM"),
         ("Family / link", f"{res.design.family} / {res.link}"),
@@ -175,6 +187,17 @@ def summarize(res, alpha: float = 0.05) -> Summary:
                     f"logLik gap {res.check.gap:.4f}; largest |diff| {worst.diff_in_se.abs().max():.2f} s.e.",
                 )
             )
+    cutpoints = None
+    if res.cutpoints is not None:
+        cutpoints = res.cutpoint_table(alpha).rename(
+            columns={"estimate": "Coef.", "std_error": "Std.Err.", "ci_lower": lo, "ci_upper": hi}
+        )
+        cutpoints.index.name = None
     return Summary(
-        header, fixed, _random_table(res), diagnostics, list(info.extra.get("warnings", []))
+        header,
+        fixed,
+        _random_table(res),
+        diagnostics,
+        list(info.extra.get("warnings", [])),
+        cutpoints,
     )
