@@ -147,3 +147,31 @@ def test_public_joint_distribution(sleepstudy):
     assert prior_draw["b_Subject"].shape == (18, 2) and prior_draw["y"].shape == (180,)
     params = {"beta": [250.0, 10.0], "scale_tril_Subject": [[24.0, 0.0], [0.5, 5.9]], "sigma": 25.6}
     assert float(model.joint_distribution(params).log_prob(prior_draw)) < 0
+
+
+@pytest.mark.parametrize(
+    ("family", "response"),
+    [
+        ("binomial", lambda rng, n: rng.integers(0, 2, n).astype(float)),
+        ("poisson", lambda rng, n: rng.poisson(2.0, n).astype(float)),
+        ("ordinal", lambda rng, n: rng.integers(1, 6, n).astype(float)),
+    ],
+)
+def test_glmm_log_prob_is_the_joint_distributions(family, response):
+    # the samplers' fast path (family.log_likelihood) against TFP's own distributions
+    rng = np.random.default_rng(7)
+    n = 40
+    df = pd.DataFrame(
+        {"y": response(rng, n), "x": rng.normal(size=n), "g": rng.integers(0, 5, n).astype(str)}
+    )
+    model = compile_model(mtf.build_design("y ~ x + (1 | g)", df, family), family)
+    params = model.constrain(
+        {k: v + 0.3 for k, v in model.unconstrain(model.initial_params()).items()}
+    )
+    b = [tf.constant(rng.normal(size=(3, 5, 1)))]
+    fast = model.log_prob(params, b)
+    values = {"b_g": b[0], "y": model.y}
+    slow = model.joint_distribution(params).log_prob(values)
+    np.testing.assert_allclose(fast, slow, rtol=1e-10)
+    if family == "ordinal":
+        assert "cutpoints" in params and np.all(np.diff(params["cutpoints"].numpy()) > 0)

@@ -166,8 +166,8 @@ class GLMMKernel:
             with tf.GradientTape() as inner:
                 inner.watch(phi_rep)
                 eta = tf.einsum("np,cp->cn", m.X, phi_rep[:, :p]) + m.offset + zb
-                params = {"cutpoints": phi_rep[:, tf.newaxis, p:]} if self.n_cuts else {}
-                logp = tf.reduce_sum(m.family.distribution(eta, params, m.trials).log_prob(m.y))
+                params = {"cutpoints": phi_rep[:, p:]} if self.n_cuts else {}
+                logp = tf.reduce_sum(m.family.log_likelihood(eta, params, m.y, m.trials))
             scores = inner.gradient(logp, phi_rep)  # [C, d]
             total = tf.reduce_sum(scores, 0)
         hess = tf.reduce_sum(outer.jacobian(total, phi_rep, experimental_use_pfor=True), 1)

@@ -48,6 +48,11 @@ class Family:
         """The response distribution, batch shape ``eta.shape[:-1]``, event ``[n]``."""
         raise NotImplementedError
 
+    def log_likelihood(self, eta, params, y, trials=None) -> tf.Tensor:
+        """``sum_i log p(y_i | eta_i)`` over the last axis: the response node's log density
+        (the samplers' hot path; a family may compute it faster than its distribution)."""
+        return self.distribution(eta, params, trials).log_prob(y)
+
     def inverse_link(self, eta: np.ndarray) -> np.ndarray:
         """The mean per trial (binomial: a probability) at the linear predictor (numpy)."""
         raise NotImplementedError
@@ -59,7 +64,7 @@ class Family:
             outer.watch(eta)
             with tf.GradientTape() as inner:
                 inner.watch(eta)
-                total = tf.reduce_sum(self.distribution(eta, params, trials).log_prob(y))
+                total = tf.reduce_sum(self.log_likelihood(eta, params, y, trials))
             score = inner.gradient(total, eta)
         return tf.maximum(-outer.gradient(score, eta), 0.0)
 
@@ -119,6 +124,12 @@ class Poisson(Family):
     def distribution(self, eta, params, trials=None) -> tfd.Distribution:
         return tfd.Independent(tfd.Poisson(log_rate=eta), reinterpreted_batch_ndims=1)
 
+    def log_likelihood(self, eta, params, y, trials=None) -> tf.Tensor:
+        """``sum_i y_i eta_i - exp(eta_i) - log(y_i!)``; the constant is summed once (TFP's
+        ``Poisson.log_prob`` evaluates ``lgamma`` for every chain and row: 5x slower)."""
+        const = -tf.reduce_sum(tf.math.lgamma(y + 1.0))
+        return tf.reduce_sum(y * eta - tf.exp(eta), -1) + const
+
     def inverse_link(self, eta: np.ndarray) -> np.ndarray:
         return np.exp(eta)
 
@@ -140,6 +151,27 @@ class Ordinal(Family):
             tfd.OrderedLogistic(cutpoints=params["cutpoints"], loc=eta),
             reinterpreted_batch_ndims=1,
         )
+
+    def log_likelihood(self, eta, params, y, trials=None) -> tf.Tensor:
+        """``log(F(a) - F(c))`` with ``a = c_y - eta``, ``c = c_{y-1} - eta`` (``F``
+        logistic), as ``-softplus(-a) - softplus(c) + log(-expm1(c - a))``; the end
+        cutpoints are +-1e4 (``F`` is 0 or 1 there in any precision). ``cutpoints`` may carry
+        leading batch dimensions (``[..., K-1]``). 100x faster than
+        ``tfd.OrderedLogistic.log_prob``, which forms every category's probability."""
+        cuts = params["cutpoints"]
+        big = tf.fill(tf.concat([tf.shape(cuts)[:-1], [1]], 0), tf.constant(1e4, cuts.dtype))
+        padded = tf.concat([-big, cuts, big], -1)  # [..., K + 1]
+        k = tf.cast(y, tf.int32)
+        # one consumer of eta: with several, XLA recomputed its gathers in each (12x slower)
+        bounds = tf.stack([tf.gather(padded, k + 1, axis=-1), tf.gather(padded, k, axis=-1)], -1)
+        bounds = bounds - eta[..., tf.newaxis]
+        upper, lower = bounds[..., 0], bounds[..., 1]
+        ll = (
+            -tf.math.softplus(-upper)
+            - tf.math.softplus(lower)
+            + tf.math.log(-tf.math.expm1(lower - upper))
+        )
+        return tf.reduce_sum(ll, -1)
 
     def inverse_link(self, eta: np.ndarray) -> np.ndarray:
         raise NotImplementedError("an ordinal mean is a vector of category probabilities")
