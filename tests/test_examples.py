@@ -53,3 +53,15 @@ def test_insteval_walkthrough_quick(tmp_path):
 def test_sleepstudy_example(tmp_path):
     text = run("sleepstudy.py", cwd=tmp_path)
     assert "against lme4 1.1-31" in text and "Pr(>Chisq)" in text
+
+
+def test_insteval_ordinal_quick(tmp_path):
+    text = run("insteval_ordinal.py", "--quick", cwd=tmp_path)
+    assert "Cutpoints (threshold coefficients):" in text and "4|5" in text
+    found = dict(re.findall(r"^  (\S.*?\S)\s{2,}(-?\d+\.\d+)", text, flags=re.M))
+    ordinal = float(found["ordinal (cumulative logit), MCEM"])
+    gaussian = float(found["Gaussian (discretised), exact ML"])
+    assert ordinal < 0 and gaussian < 0  # sums of log probabilities
+    assert float(found["difference (ordinal - Gaussian)"]) == pytest.approx(
+        ordinal - gaussian, abs=0.2
+    )
