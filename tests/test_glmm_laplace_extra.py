@@ -110,3 +110,30 @@ def test_ordinal_response_coding():
     assert sorted(set(d.y)) == [1.0, 2.0, 3.0]
     with pytest.raises(FamilyError, match="whole numbers"):
         mtf.build_design("y ~ x + (1 | g)", df.assign(y=df.y + 0.5 * (df.x > 3)), "ordinal")
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        TICKS,
+        "TICKS ~ YEAR + (YEAR | LOCATION) + (1 | BROOD)",
+        "TICKS ~ (YEAR | BROOD) + (1 | LOCATION)",
+    ],
+)
+def test_blocked_pirls_factor_equals_dense(formula):
+    from mixedtf.fit.laplace import relative_factor
+    from mixedtf.fit.pirls_factor import PIRLSFactor
+
+    design = mtf.build_design(formula, mtf.datasets.load("grouseticks"), "poisson")
+    rng = np.random.default_rng(3)
+    theta = np.abs(rng.normal(size=sum(g.k * (g.k + 1) // 2 for g in design.groupings))) + 0.2
+    model = LaplaceModel(design)
+    A = (model.Z @ relative_factor(design, theta)).tocsr()
+    w = rng.uniform(0.1, 3.0, design.nobs)
+    H = (A.T @ A.multiply(w[:, None])).toarray() + np.eye(A.shape[1])
+    g = design.groupings[0]
+    f = PIRLSFactor.build(A, w, g.n_levels * g.k, g.k)
+    assert f.logdet == pytest.approx(np.linalg.slogdet(H)[1], rel=1e-12)
+    rhs = rng.normal(size=(A.shape[1], 3))
+    np.testing.assert_allclose(f.solve(rhs), np.linalg.solve(H, rhs), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(f.solve(rhs[:, 0]), np.linalg.solve(H, rhs[:, 0]), rtol=1e-9)

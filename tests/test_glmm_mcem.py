@@ -128,8 +128,6 @@ def test_glmm_mcem_refuses_a_fixed_scale():
 
 
 def test_same_seed_same_fit(cbpp_mcem):
-    again = mtf.MixedLM.from_formula(CBPP, mtf.datasets.load("cbpp"), family="binomial").fit(
-        seed=1
-    )
+    again = mtf.MixedLM.from_formula(CBPP, mtf.datasets.load("cbpp"), family="binomial").fit(seed=1)
     np.testing.assert_array_equal(again.fixef(), cbpp_mcem.fixef())
     np.testing.assert_array_equal(again.covariances[0], cbpp_mcem.covariances[0])

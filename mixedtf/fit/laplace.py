@@ -16,8 +16,8 @@ level, and adaptive Gauss-Hermite quadrature (``nAGQ > 1``) refines each level's
 one-dimensional integral around its mode.
 
 This module is plain numpy/scipy: ``Z`` is a sparse matrix assembled from the gather specs
-and ``H`` a dense ``q x q`` matrix, fine for the few thousand random effects of the usual
-GLMM (blocked factorisations as in the exact Gaussian path are a later step).
+and ``H`` is factored in blocks as the exact Gaussian path does
+(:mod:`mixedtf.fit.pirls_factor`): the first term level by level, the rest densely.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import linalg
 from scipy.optimize import Bounds, minimize
 from scipy.special import ndtri
 
@@ -37,6 +36,7 @@ from mixedtf.errors import ConvergenceWarning, SingularFitWarning, warn
 from mixedtf.fit.covariance import factors, lower_bounds, theta_names
 from mixedtf.fit.glm_response import GLMResponse, OrdinalResponse, response_of
 from mixedtf.fit.marginal import SINGULAR_TOL
+from mixedtf.fit.pirls_factor import PIRLSFactor
 from mixedtf.results.results import FitInfo, MixedLMResults
 
 MAX_PIRLS = 50
@@ -72,7 +72,7 @@ class LaplaceFit:
     deviance: float  # -2 log-likelihood (Laplace)
     u: np.ndarray  # conditional modes of the spherical effects
     A: sp.csr_matrix  # Z Lambda_theta
-    H: np.ndarray  # A'WA + I at the mode
+    H: PIRLSFactor  # A'WA + I at the mode, factored in blocks
     W: np.ndarray  # working weights at the mode
     eta: np.ndarray
     iterations: int
@@ -88,6 +88,10 @@ class LaplaceModel:
         self.response: GLMResponse | OrdinalResponse = response_of(design, link)
         self.Z = random_design(design)
         self._u0 = np.zeros(self.Z.shape[1])
+
+    def _factor(self, A, w) -> PIRLSFactor:
+        g = self.design.groupings[0]
+        return PIRLSFactor.build(A, w, g.n_levels * g.k, g.k)
 
     def fit_modes(
         self, beta: np.ndarray, theta: np.ndarray, cuts: np.ndarray | None = None, tol=1e-10
@@ -106,9 +110,7 @@ class LaplaceModel:
         iterations = 0
         for iterations in range(1, MAX_PIRLS + 1):  # noqa: B007 -- reported below
             score, w = r.score_and_weights(eta, cuts)
-            H = (A.T @ A.multiply(w[:, None])).toarray() + np.eye(A.shape[1])
-            grad = A.T @ score - u
-            step = linalg.cho_solve(linalg.cho_factor(H), grad)
+            step = self._factor(A, w).solve(A.T @ score - u)
             for _ in range(30):  # step halving
                 new_obj, new_eta = objective(u + step)
                 if new_obj <= obj + 1e-12 * abs(obj):
@@ -120,9 +122,8 @@ class LaplaceModel:
                 break
         self._u0 = u  # warm start for the next (beta, theta)
         _, w = r.score_and_weights(eta, cuts)
-        H = (A.T @ A.multiply(w[:, None])).toarray() + np.eye(A.shape[1])
-        logdet = 2.0 * np.log(np.diag(linalg.cholesky(H))).sum()
-        return LaplaceFit(obj + logdet, u, A, H, w, eta, iterations, cuts)
+        H = self._factor(A, w)
+        return LaplaceFit(obj + H.logdet, u, A, H, w, eta, iterations, cuts)
 
     def deviance(self, beta, theta, n_agq: int = 1, cuts=None) -> float:
         """``-2`` log-likelihood: Laplace (``n_agq = 1``) or adaptive Gauss-Hermite with
@@ -139,7 +140,7 @@ class LaplaceModel:
         lam = float(theta[0])
         fixed = d.X @ beta + d.offset
         u_hat = lap.u
-        h = np.diag(lap.H)  # per level: A'WA + 1 is diagonal for one scalar term
+        h = lap.H.D_diag  # per level: A'WA + 1 is diagonal for one scalar term
         x, w = np.polynomial.hermite.hermgauss(n_agq)
         scale = np.sqrt(2.0 / h)
         per_node = np.empty((n_agq, g.n_levels))
@@ -161,7 +162,7 @@ class LaplaceModel:
         """:meth:`fixed_vcov` from the modes ``lap`` already found."""
         info, R = self.response.fixed_information(lap.eta, self.design.X, lap.cuts)
         AtR = lap.A.T @ R
-        schur = info - AtR.T @ linalg.cho_solve(linalg.cho_factor(lap.H), AtR)
+        schur = info - AtR.T @ lap.H.solve(AtR)
         return np.linalg.inv(schur)
 
 

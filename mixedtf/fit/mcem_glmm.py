@@ -6,7 +6,7 @@ Gaussian driver's (:mod:`mixedtf.fit.mcem`). The fixed effects' standard errors 
 stopping rule come from Louis' method in the kernel; the reported ones, and the
 log-likelihood (for AIC, BIC and ``anova``), from the Laplace approximation at the MCEM
 estimates (lme4's ``glmer`` ``vcov`` and ``logLik``), when the model is small enough for
-its dense ``q x q`` matrix.
+its dense block (the random effects outside the first term).
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from mixedtf.model import compile_model
 from mixedtf.model.family import get_family
 from mixedtf.results.results import FitInfo, MixedLMResults
 
-LAPLACE_MAX_Q = 8000  # random effects up to which the dense Laplace matrix is formed
-STOPPING_LAPLACE_MAX_Q = 2000  # ... and up to which the stopping rule uses its vcov
+LAPLACE_MAX_Q = 8000  # random effects outside the first term up to which Laplace runs
 STOPPING_LAPLACE_MAX_Q = 2000  # ... and up to which the stopping rule uses its vcov
 MAX_DRAWS = 512  # draws of the random effects kept for posterior predictive means
 
@@ -114,7 +113,8 @@ def fit_mcem_glmm(
 
 
 def _q(design: Design) -> int:
-    return sum(g.n_levels * g.k for g in design.groupings)
+    """Random effects outside the first term: the dense block of the Laplace factor."""
+    return sum(g.n_levels * g.k for g in design.groupings[1:])
 
 
 def _var_columns(layout) -> list[int]:
