@@ -25,7 +25,14 @@ import numpy as np
 import tensorflow as tf
 
 from mixedtf.fit import hmc
-from mixedtf.fit.kernel import TraceLayout, level_factors, whitened_transition
+from mixedtf.fit.kernel import (
+    TraceLayout,
+    level_factors,
+    sampler_state,
+    sampler_update,
+    trace_row,
+    whitened_transition,
+)
 from mixedtf.model import CompiledModel
 from mixedtf.model.parameters import scale_name
 
@@ -209,7 +216,6 @@ class GLMMKernel:
             t, h_bar, log_eps, log_eps_bar = hmc.adapt_step(
                 st["t"], st["h_bar"], st["log_eps_bar"], st["mu"], rate, self.target_accept
             )
-            keep = lambda new, old: tf.where(adapt, new, old)  # noqa: E731
             effects, beta, cuts = self._expand(effects, beta, cuts)
             covs = [
                 tf.einsum("clk,clm->km", b, b) / (C * tf.cast(tf.shape(b)[1], dt)) for b in effects
@@ -217,44 +223,21 @@ class GLMMKernel:
             zb = self._random_part(effects)
             beta, cuts, info, cov_scores = self._newton(beta, cuts, zb)
             on = tf.cast(accumulate, dt)
-            tril = [np.stack(np.tril_indices(g.k), 1) for g in m.design.groupings]
-            row = tf.concat(
-                [beta, cuts]
-                + [tf.gather_nd(cv, idx) for cv, idx in zip(covs, tril, strict=True)]
-                + [
-                    tf.reshape(rate, [1]),
-                    tf.reshape(step, [1]),
-                    tf.reshape(tf.reduce_mean(logp), [1]),
-                ]
-                + [
-                    tf.reshape(tf.gather(b[0], levels), [-1])
-                    for b, levels in zip(effects, self.layout.traced, strict=True)
-                ],
-                0,
+            row = trace_row(
+                [beta, cuts],
+                covs,
+                m.design.groupings,
+                [rate, step, tf.reduce_mean(logp)],
+                effects,
+                self.layout.traced,
             )
             new = {
                 "beta": beta,
                 "cuts": cuts,
                 "covs": covs,
-                "chains": effects,
-                "seed": st["seed"],
-                "iteration": st["iteration"] + 1,
-                "t": keep(t, st["t"]),
-                "h_bar": keep(h_bar, st["h_bar"]),
-                "log_eps": keep(log_eps, st["log_eps"]),
-                "log_eps_bar": keep(log_eps_bar, st["log_eps_bar"]),
-                "mu": st["mu"],
                 "info": st["info"] + on * info,
                 "louis": st["louis"] + on * cov_scores,
-                "n_louis": st["n_louis"] + on,
-                "sum_b": [
-                    sb + on * tf.reduce_sum(b, 0)
-                    for sb, b in zip(st["sum_b"], effects, strict=True)
-                ],
-                "sum_bb": [
-                    sbb + on * tf.einsum("clk,clm->lkm", b, b)
-                    for sbb, b in zip(st["sum_bb"], effects, strict=True)
-                ],
+                **sampler_update(st, effects, adapt, (t, h_bar, log_eps, log_eps_bar), on),
             }
             return i + 1, new, trace.write(i, row)
 
@@ -271,20 +254,10 @@ class GLMMKernel:
             "beta": np.asarray(params["beta"], np_dt),
             "cuts": np.asarray(params.get("cuts", np.zeros(0)), np_dt),
             "covs": [np.asarray(c, np_dt) for c in params["covs"]],
-            "chains": [np.zeros((self.chains, g.n_levels, g.k), np_dt) for g in d.groupings],
-            "seed": np.array([seed % (2**31), 0x676C6D6D], np.int32),  # salt: "glmm"
-            "iteration": np.int32(0),
-            "t": np_dt(0.0),
-            "h_bar": np_dt(0.0),
-            "log_eps": np_dt(np.log(step_size)),
-            "log_eps_bar": np_dt(np.log(step_size)),
-            "mu": np_dt(np.log(10 * step_size)),
             "info": np.zeros((dim, dim), np_dt),
             "louis": np.zeros((dim, dim), np_dt),
-            "n_louis": np_dt(0.0),
-            "sum_b": [np.zeros((g.n_levels, g.k), np_dt) for g in d.groupings],
-            "sum_bb": [np.zeros((g.n_levels, g.k, g.k), np_dt) for g in d.groupings],
-        }
+            **sampler_state(d.groupings, self.chains, seed, 0x676C6D6D, step_size, np_dt),
+        }  # salt: "glmm"
 
     def run(self, state: dict, adapt: bool, accumulate: bool) -> tuple[dict, np.ndarray]:
         """Run one chunk of EM iterations; numpy state in and out, trace ``[chunk_size, columns]``."""

@@ -123,6 +123,66 @@ def whitened_transition(model: CompiledModel, params, factors, chains, step, n_l
     return to_b(us), accept_prob, logp
 
 
+def sampler_state(groupings, chains: int, seed: int, salt: int, step_size: float, np_dt) -> dict:
+    """The state every kernel keeps besides its parameters: chains, seed, dual-averaging
+    step size and the running sums of the draws after burn-in."""
+    return {
+        "chains": [np.zeros((chains, g.n_levels, g.k), np_dt) for g in groupings],
+        "seed": np.array([seed % (2**31), salt], np.int32),
+        "iteration": np.int32(0),
+        "t": np_dt(0.0),
+        "h_bar": np_dt(0.0),
+        "log_eps": np_dt(np.log(step_size)),
+        "log_eps_bar": np_dt(np.log(step_size)),
+        "mu": np_dt(np.log(10 * step_size)),
+        "n_louis": np_dt(0.0),
+        "sum_b": [np.zeros((g.n_levels, g.k), np_dt) for g in groupings],
+        "sum_bb": [np.zeros((g.n_levels, g.k, g.k), np_dt) for g in groupings],
+    }
+
+
+def sampler_update(st: dict, effects, adapt, adapted, on) -> dict:
+    """The next :func:`sampler_state` after one iteration: ``adapted`` is the dual-averaging
+    step ``(t, h_bar, log_eps, log_eps_bar)``, kept while ``adapt``; ``on`` (0 or 1) adds
+    the draws to the running sums."""
+    t, h_bar, log_eps, log_eps_bar = adapted
+    keep = lambda new, old: tf.where(adapt, new, old)  # noqa: E731
+    return {
+        "chains": effects,
+        "seed": st["seed"],
+        "iteration": st["iteration"] + 1,
+        "t": keep(t, st["t"]),
+        "h_bar": keep(h_bar, st["h_bar"]),
+        "log_eps": keep(log_eps, st["log_eps"]),
+        "log_eps_bar": keep(log_eps_bar, st["log_eps_bar"]),
+        "mu": st["mu"],
+        "n_louis": st["n_louis"] + on,
+        "sum_b": [
+            sb + on * tf.reduce_sum(b, 0) for sb, b in zip(st["sum_b"], effects, strict=True)
+        ],
+        "sum_bb": [
+            sbb + on * tf.einsum("clk,clm->lkm", b, b)
+            for sbb, b in zip(st["sum_bb"], effects, strict=True)
+        ],
+    }
+
+
+def trace_row(head: list, covs, groupings, tail: list, effects, traced) -> tf.Tensor:
+    """One trace row: ``head`` (beta, ...), vech of each covariance, ``tail`` (sigma^2,
+    diagnostics) as scalars, then the first chain's draws of the traced levels."""
+    tril = [np.stack(np.tril_indices(g.k), 1) for g in groupings]
+    return tf.concat(
+        head
+        + [tf.gather_nd(cv, idx) for cv, idx in zip(covs, tril, strict=True)]
+        + [tf.reshape(x, [1]) for x in tail]
+        + [
+            tf.reshape(tf.gather(b[0], levels), [-1])
+            for b, levels in zip(effects, traced, strict=True)
+        ],
+        0,
+    )
+
+
 class EMKernel:
     """Compiled chunks of MCEM iterations for one model (TensorFlow backend)."""
 
@@ -178,7 +238,6 @@ class EMKernel:
             tf.constant([1.0 if name in d.fixed_names else 0.0 for name in g.colnames], dt)
             for g in d.groupings
         ]
-        self._tril = [np.tril_indices(g.k) for g in d.groupings]
         self._step = tf.function(self._chunk, jit_compile=True, reduce_retracing=True)
 
     # -- the compiled chunk ----------------------------------------------------------
@@ -297,7 +356,6 @@ class EMKernel:
             t, h_bar, log_eps, log_eps_bar = hmc.adapt_step(
                 st["t"], st["h_bar"], st["log_eps_bar"], st["mu"], rate, self.target_accept
             )
-            keep = lambda new, old: tf.where(adapt, new, old)  # noqa: E731
             # PX-EM: centre the columns that have a fixed-effect counterpart
             if not self.e_step_only:
                 effects = [
@@ -345,46 +403,20 @@ class EMKernel:
             vc = v - tf.reduce_mean(v, 0)
             cov_v = tf.linalg.matmul(vc, vc, transpose_a=True) / (C - 1.0)
             on = tf.cast(accumulate, dt)
-            row = tf.concat(
-                [beta]
-                + [
-                    tf.gather_nd(cv, np.stack(idx, 1))
-                    for cv, idx in zip(covs, self._tril, strict=True)
-                ]
-                + [
-                    tf.reshape(sigma2, [1]),
-                    tf.reshape(rate, [1]),
-                    tf.reshape(step, [1]),
-                    tf.reshape(tf.reduce_mean(logp), [1]),
-                ]
-                + [
-                    tf.reshape(tf.gather(b[0], levels), [-1])
-                    for b, levels in zip(effects, self.layout.traced, strict=True)
-                ],
-                0,
+            row = trace_row(
+                [beta],
+                covs,
+                m.design.groupings,
+                [sigma2, rate, step, tf.reduce_mean(logp)],
+                effects,
+                self.layout.traced,
             )
             new = {
                 "beta": beta,
                 "covs": covs,
                 "sigma2": sigma2,
-                "chains": effects,
-                "seed": st["seed"],
-                "iteration": st["iteration"] + 1,
-                "t": keep(t, st["t"]),
-                "h_bar": keep(h_bar, st["h_bar"]),
-                "log_eps": keep(log_eps, st["log_eps"]),
-                "log_eps_bar": keep(log_eps_bar, st["log_eps_bar"]),
-                "mu": st["mu"],
                 "louis": st["louis"] + on * cov_v,
-                "n_louis": st["n_louis"] + on,
-                "sum_b": [
-                    sb + on * tf.reduce_sum(b, 0)
-                    for sb, b in zip(st["sum_b"], effects, strict=True)
-                ],
-                "sum_bb": [
-                    sbb + on * tf.einsum("clk,clm->lkm", b, b)
-                    for sbb, b in zip(st["sum_bb"], effects, strict=True)
-                ],
+                **sampler_update(st, effects, adapt, (t, h_bar, log_eps, log_eps_bar), on),
             }
             return i + 1, new, trace.write(i, row)
 
@@ -403,19 +435,9 @@ class EMKernel:
             "beta": np.asarray(params["beta"], np_dt),
             "covs": [np.asarray(c, np_dt) for c in params["covs"]],
             "sigma2": np.asarray(params["sigma2"], np_dt),
-            "chains": [np.zeros((self.chains, g.n_levels, g.k), np_dt) for g in d.groupings],
-            "seed": np.array([seed % (2**31), 0x6D63656D], np.int32),  # salt: "mcem"
-            "iteration": np.int32(0),
-            "t": np_dt(0.0),
-            "h_bar": np_dt(0.0),
-            "log_eps": np_dt(np.log(step_size)),
-            "log_eps_bar": np_dt(np.log(step_size)),
-            "mu": np_dt(np.log(10 * step_size)),
             "louis": np.zeros((p, p), np_dt),
-            "n_louis": np_dt(0.0),
-            "sum_b": [np.zeros((g.n_levels, g.k), np_dt) for g in d.groupings],
-            "sum_bb": [np.zeros((g.n_levels, g.k, g.k), np_dt) for g in d.groupings],
-        }
+            **sampler_state(d.groupings, self.chains, seed, 0x6D63656D, step_size, np_dt),
+        }  # salt: "mcem"
 
     def run(self, state: dict, adapt: bool, accumulate: bool) -> tuple[dict, np.ndarray]:
         """Run one chunk of EM iterations; numpy state in and out, trace ``[chunk_size, columns]``."""

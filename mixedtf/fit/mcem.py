@@ -292,10 +292,9 @@ def _converged(kernel: EMKernel, state: dict, averaged: np.ndarray, opts: MCEMOp
     return sd_ok and beta_ok
 
 
-def _unpack(design: Design, layout, mean: np.ndarray):
-    p = layout.p
-    beta = mean[:p]
-    covs, at = [], p
+def unpack_covariances(design: Design, layout, mean: np.ndarray, at: int) -> list[np.ndarray]:
+    """Each grouping's covariance from its vech columns of a trace row, from column ``at``."""
+    covs = []
     for g, size in zip(design.groupings, layout.vech_sizes, strict=True):
         cov = np.zeros((g.k, g.k))
         rows, cols = np.tril_indices(g.k)
@@ -303,8 +302,36 @@ def _unpack(design: Design, layout, mean: np.ndarray):
         cov[cols, rows] = mean[at : at + size]
         covs.append(cov)
         at += size
+    return covs
+
+
+def _unpack(design: Design, layout, mean: np.ndarray):
+    p = layout.p
+    covs = unpack_covariances(design, layout, mean, p)
     sigma2 = float(mean[layout.names.index("sigma2")])
-    return beta, covs, sigma2
+    return mean[:p], covs, sigma2
+
+
+def posterior_moments(state: dict, chains: int) -> tuple[list, list]:
+    """Per grouping, the mean and covariance of the draws after burn-in (the conditional
+    modes and variances)."""
+    n_draws = max(float(state["n_louis"]), 1.0) * chains
+    modes = [sb / n_draws for sb in state["sum_b"]]
+    condcov = [
+        sbb / n_draws - np.einsum("lk,lm->lkm", m, m)
+        for sbb, m in zip(state["sum_bb"], modes, strict=True)
+    ]
+    return modes, condcov
+
+
+def warn_budget(recorded: list[str], opts: MCEMOptions) -> None:
+    warn(
+        recorded,
+        f"MCEM used its budget of {opts.max_iterations} iterations before the Monte Carlo "
+        f"standard errors met rtol={opts.rtol} / se_tol={opts.se_tol}; the estimates carry "
+        "the Monte Carlo errors in fit_info.extra['mcse']. Raise max_iterations or chains.",
+        ConvergenceWarning,
+    )
 
 
 def _results(
@@ -318,23 +345,12 @@ def _results(
     beta, covs, sigma2 = _unpack(design, layout, mean)
     sigma = float(np.sqrt(sigma2))
     Ts = [psd_factor(c / sigma2) for c in covs]
-    n_draws = max(float(state["n_louis"]), 1.0) * chains
-    modes = [sb / n_draws for sb in state["sum_b"]]
-    condcov = [
-        sbb / n_draws - np.einsum("lk,lm->lkm", m, m)
-        for sbb, m in zip(state["sum_bb"], modes, strict=True)
-    ]
+    modes, condcov = posterior_moments(state, chains)
     params = {"beta": beta, "sigma": sigma, "covariances": covs}
     loglik = loglik_at(cp, params) if cp is not None else float("nan")
     recorded: list[str] = []
     if stopped == "budget":
-        warn(
-            recorded,
-            f"MCEM used its budget of {opts.max_iterations} iterations before the Monte Carlo "
-            f"standard errors met rtol={opts.rtol} / se_tol={opts.se_tol}; the estimates carry "
-            "the Monte Carlo errors in fit_info.extra['mcse']. Raise max_iterations or chains.",
-            ConvergenceWarning,
-        )
+        warn_budget(recorded, opts)
     trace_df = pd.DataFrame(trace, columns=list(layout.names))
     info = FitInfo(
         method="mcem",

@@ -19,11 +19,19 @@ import tensorflow as tf
 
 from mixedtf.design import Design
 from mixedtf.design.response import start_cutpoints
-from mixedtf.errors import ConvergenceWarning, warn
 from mixedtf.fit.covariance import psd_factor, theta_from_factors, theta_names
 from mixedtf.fit.glmm_kernel import GLMMKernel
 from mixedtf.fit.laplace import LaplaceModel, glm_start
-from mixedtf.fit.mcem import MCEMOptions, default_chains, iterate, mcse, traced_levels
+from mixedtf.fit.mcem import (
+    MCEMOptions,
+    default_chains,
+    iterate,
+    mcse,
+    posterior_moments,
+    traced_levels,
+    unpack_covariances,
+    warn_budget,
+)
 from mixedtf.model import compile_model
 from mixedtf.model.family import get_family
 from mixedtf.results.results import FitInfo, MixedLMResults
@@ -145,16 +153,7 @@ def _converged(kernel: GLMMKernel, state, averaged, opts: MCEMOptions, laplace) 
 
 def _unpack(design: Design, layout, mean: np.ndarray):
     p, nc = layout.p, layout.n_cuts
-    beta, cuts = mean[:p], mean[p : p + nc]
-    covs, at = [], p + nc
-    for g, size in zip(design.groupings, layout.vech_sizes, strict=True):
-        cov = np.zeros((g.k, g.k))
-        rows, cols = np.tril_indices(g.k)
-        cov[rows, cols] = mean[at : at + size]
-        cov[cols, rows] = mean[at : at + size]
-        covs.append(cov)
-        at += size
-    return beta, cuts, covs
+    return mean[:p], mean[p : p + nc], unpack_covariances(design, layout, mean, p + nc)
 
 
 def _results(
@@ -181,12 +180,7 @@ def _results(
     beta, cuts, covs = _unpack(design, layout, mean)
     ordinal = layout.n_cuts > 0
     theta = theta_from_factors([psd_factor(c) for c in covs])
-    n_draws = max(float(state["n_louis"]), 1.0) * chains
-    modes = [sb / n_draws for sb in state["sum_b"]]
-    condcov = [
-        sbb / n_draws - np.einsum("lk,lm->lkm", m, m)
-        for sbb, m in zip(state["sum_bb"], modes, strict=True)
-    ]
+    modes, condcov = posterior_moments(state, chains)
     recorded: list[str] = []
     if laplace is not None:  # lme4's logLik and vcov of a glmer fit, at the MCEM estimates
         lap = laplace.fit_modes(beta, theta, cuts if ordinal else None)
@@ -194,17 +188,12 @@ def _results(
     else:
         loglik, vcov, loglik_method = float("nan"), kernel.louis_vcov(state), "none"
         recorded.append(
-            f"the model has more than {LAPLACE_MAX_Q} random effects: no Laplace log-likelihood "
+            f"the model has more than {LAPLACE_MAX_Q} random effects outside its first term: no "
+            "Laplace log-likelihood "
             "(AIC, BIC are NaN); standard errors by Louis' method."
         )
     if stopped == "budget":
-        warn(
-            recorded,
-            f"MCEM used its budget of {opts.max_iterations} iterations before the Monte Carlo "
-            f"standard errors met rtol={opts.rtol} / se_tol={opts.se_tol}; the estimates carry "
-            "the Monte Carlo errors in fit_info.extra['mcse']. Raise max_iterations or chains.",
-            ConvergenceWarning,
-        )
+        warn_budget(recorded, opts)
     info = FitInfo(
         method="mcem",
         converged=stopped == "tolerance",
