@@ -1,4 +1,4 @@
-"""Laplace and AGQ for ordinal models against R's ordinal::clmm, a crossed Poisson glmer, and
+"""Laplace and AGQ for ordinal models against R's ordinal::clmm, a two-term Poisson glmer (BROOD nested in LOCATION), and
 binomial weights= trials. Reference values: tests/reference/local/*.json, made by
 tests/reference/R/local_cases.R (ordinal 2022.11-16, lme4 1.1-31)."""
 
@@ -60,7 +60,7 @@ def test_ordinal_laplace_at_clmms_estimates():
     assert -0.5 * dev == pytest.approx(ref["logLik"], abs=1e-5)
 
 
-def test_crossed_poisson_laplace_matches_glmer():
+def test_two_term_poisson_laplace_matches_glmer():
     # glmer(TICKS ~ YEAR + (1 | BROOD) + (1 | LOCATION), family = poisson, data = grouseticks)
     ref = local("grouseticks_poisson_laplace")
     ticks = mtf.datasets.load("grouseticks")

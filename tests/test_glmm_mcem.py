@@ -133,7 +133,7 @@ def test_same_seed_same_fit(cbpp_mcem):
     np.testing.assert_array_equal(again.covariances[0], cbpp_mcem.covariances[0])
 
 
-def test_crossed_poisson_mcem_near_glmer():
+def test_two_term_poisson_mcem_near_glmer():
     # glmer(TICKS ~ YEAR + (1 | BROOD) + (1 | LOCATION), family = poisson, data = grouseticks)
     # (tests/reference/local). With 16 chains the MCEM fixed point sat 0.55 SE off on the
     # intercept and its importance-sampled exact log-likelihood was 0.32 below that of lme4's
