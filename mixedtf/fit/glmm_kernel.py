@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from mixedtf.fit import hmc
 from mixedtf.fit.kernel import (
+    ChunkedKernel,
     TraceLayout,
     level_factors,
     sampler_state,
@@ -92,7 +93,7 @@ def expansion_specs(design, j: int, ordinal: bool, dtype) -> list[tuple]:
     return specs
 
 
-class GLMMKernel:
+class GLMMKernel(ChunkedKernel):
     """Compiled chunks of MCEM iterations for a non-Gaussian model."""
 
     def __init__(
@@ -114,7 +115,7 @@ class GLMMKernel:
         self.n_cuts = self.layout.n_cuts
         self._zz = [tf.constant(g.z[:, :, None] * g.z[:, None, :], dt) for g in d.groupings]
         self._px = [expansion_specs(d, j, self.n_cuts > 0, dt) for j in range(len(d.groupings))]
-        self._step = tf.function(self._chunk, jit_compile=True, reduce_retracing=True)
+        self._compile()
 
     # -- pieces ------------------------------------------------------------------------
     def _params(self, beta, cuts, covs):
@@ -124,15 +125,6 @@ class GLMMKernel:
         for g, cov in zip(self.model.design.groupings, covs, strict=True):
             out[scale_name(g)] = tf.sqrt(cov[0, 0]) if g.k == 1 else tf.linalg.cholesky(cov)
         return out
-
-    def _random_part(self, effects):
-        m = self.model
-        return tf.add_n(
-            [
-                tf.reduce_sum(gather(b) * z, axis=-1)
-                for b, z, gather in zip(effects, m.z, m.gathers, strict=True)
-            ]
-        )
 
     def _expand(self, effects, beta, cuts):
         """PX-EM location expansion: per term column, regress the chains' mean effects on
@@ -154,7 +146,7 @@ class GLMMKernel:
         """``A^W_l`` per grouping at the chains' mean effects."""
         m = self.model
         mean_b = [tf.reduce_mean(b, 0, keepdims=True) for b in effects]
-        eta = tf.linalg.matvec(m.X, params["beta"]) + m.offset + self._random_part(mean_b)[0]
+        eta = m.linear_predictor(params["beta"], mean_b)[0]
         w = m.family.working_weights(eta, params, m.y, m.trials)
         return [
             tf.math.unsorted_segment_sum(w[:, None, None] * zz, g.codes, g.n_levels)
@@ -220,7 +212,7 @@ class GLMMKernel:
             covs = [
                 tf.einsum("clk,clm->km", b, b) / (C * tf.cast(tf.shape(b)[1], dt)) for b in effects
             ]
-            zb = self._random_part(effects)
+            zb = m.random_part(effects)
             beta, cuts, info, cov_scores = self._newton(beta, cuts, zb)
             on = tf.cast(accumulate, dt)
             row = trace_row(
@@ -258,12 +250,6 @@ class GLMMKernel:
             "louis": np.zeros((dim, dim), np_dt),
             **sampler_state(d.groupings, self.chains, seed, 0x676C6D6D, step_size, np_dt),
         }  # salt: "glmm"
-
-    def run(self, state: dict, adapt: bool, accumulate: bool) -> tuple[dict, np.ndarray]:
-        """Run one chunk of EM iterations; numpy state in and out, trace ``[chunk_size, columns]``."""
-        tensors = tf.nest.map_structure(tf.convert_to_tensor, state)
-        out, trace = self._step(tensors, tf.constant(adapt), tf.constant(accumulate))
-        return tf.nest.map_structure(lambda t: t.numpy(), out), trace.numpy()
 
     def louis_vcov(self, state: dict) -> np.ndarray:
         """Louis' covariance of ``(beta, cutpoints)``: the inverse of the averaged

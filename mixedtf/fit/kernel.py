@@ -183,7 +183,21 @@ def trace_row(head: list, covs, groupings, tail: list, effects, traced) -> tf.Te
     )
 
 
-class EMKernel:
+class ChunkedKernel:
+    """A kernel's ``_chunk(state, adapt, accumulate)`` compiled once with XLA and run with numpy
+    state in and out: the interface the EM drivers use."""
+
+    def _compile(self) -> None:  # one XLA compilation serves every chunk
+        self._step = tf.function(self._chunk, jit_compile=True, reduce_retracing=True)
+
+    def run(self, state: dict, adapt: bool, accumulate: bool) -> tuple[dict, np.ndarray]:
+        """Run one chunk of EM iterations; numpy state in and out, trace ``[chunk_size, columns]``."""
+        tensors = tf.nest.map_structure(tf.convert_to_tensor, state)
+        out, trace = self._step(tensors, tf.constant(adapt), tf.constant(accumulate))
+        return tf.nest.map_structure(lambda t: t.numpy(), out), trace.numpy()
+
+
+class EMKernel(ChunkedKernel):
     """Compiled chunks of MCEM iterations for one model (TensorFlow backend)."""
 
     def __init__(
@@ -238,7 +252,7 @@ class EMKernel:
             tf.constant([1.0 if name in d.fixed_names else 0.0 for name in g.colnames], dt)
             for g in d.groupings
         ]
-        self._step = tf.function(self._chunk, jit_compile=True, reduce_retracing=True)
+        self._compile()
 
     # -- the compiled chunk ----------------------------------------------------------
     def _params(self, beta, covs, sigma2):
@@ -251,13 +265,6 @@ class EMKernel:
                 out[scale_name(g)] = tf.linalg.cholesky(cov)
         return out
 
-    def _random_part(self, effects):
-        m = self.model
-        eta = 0.0
-        for b, z, gather in zip(effects, m.z, m.gathers, strict=True):
-            eta = eta + tf.reduce_sum(gather(b) * z, axis=-1)
-        return eta
-
     def _plain_regression(self, effects):
         """M-step for beta and the residual sum of squares, summed over chains:
         ``beta = (X'X)^{-1} X' mean_c(y - Z b_c)``, ``rss = sum_c ||y - X beta - Z b_c||^2``.
@@ -266,7 +273,7 @@ class EMKernel:
         m = self.model
         C = tf.cast(self.chains, m.dtype)
         mean_b = [tf.reduce_mean(b, 0, keepdims=True) for b in effects]
-        r_mean = m.y - m.offset - self._random_part(mean_b)[0]
+        r_mean = m.y - m.offset - m.random_part(mean_b)[0]
         beta = tf.linalg.matvec(self._XtX_inv, tf.linalg.matvec(m.X, r_mean, transpose_a=True))
         e0 = m.y - m.offset - tf.linalg.matvec(m.X, beta)
         cross = tf.add_n(
@@ -279,7 +286,7 @@ class EMKernel:
                 for b, z, g in zip(effects, m.z, m.gathers, strict=True)
             ]
         )  # e0' Z b_c
-        zb_sq = tf.reduce_sum(tf.square(self._random_part(effects)), axis=-1)  # ||Z b_c||^2
+        zb_sq = tf.reduce_sum(tf.square(m.random_part(effects)), axis=-1)  # ||Z b_c||^2
         rss = C * tf.reduce_sum(e0 * e0) - 2.0 * tf.reduce_sum(cross) + tf.reduce_sum(zb_sq)
         return beta, rss
 
@@ -438,9 +445,3 @@ class EMKernel:
             "louis": np.zeros((p, p), np_dt),
             **sampler_state(d.groupings, self.chains, seed, 0x6D63656D, step_size, np_dt),
         }  # salt: "mcem"
-
-    def run(self, state: dict, adapt: bool, accumulate: bool) -> tuple[dict, np.ndarray]:
-        """Run one chunk of EM iterations; numpy state in and out, trace ``[chunk_size, columns]``."""
-        tensors = tf.nest.map_structure(tf.convert_to_tensor, state)
-        out, trace = self._step(tensors, tf.constant(adapt), tf.constant(accumulate))
-        return tf.nest.map_structure(lambda t: t.numpy(), out), trace.numpy()

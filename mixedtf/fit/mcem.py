@@ -15,6 +15,8 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -176,11 +178,7 @@ def fit_mcem(design: Design, seed: int | None = None, **options) -> MixedLMResul
         raise ValueError(
             "the formula has no random-effects term such as (1 | g); nothing to integrate."
         )
-    if opts.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    device = _device_name(opts.device)
-    chains = opts.chains or default_chains(design, device)
-    seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
+    device, chains, seed = run_settings(design, seed, opts)
     t0 = time.perf_counter()
     dtype = tf.float32 if opts.dtype == "float32" else tf.float64
     with tf.device(f"/{device}:0"):
@@ -213,10 +211,7 @@ def fit_mcem(design: Design, seed: int | None = None, **options) -> MixedLMResul
         except ModelTooLargeError:
             cp = None
         result = iterate(kernel, state, opts, lambda st, av: _converged(kernel, st, av, opts, cp))
-    state, trace, compile_time, stopped = result
-    return _results(
-        design, kernel, state, trace, opts, chains, device, seed, compile_time, stopped, t0, cp
-    )
+    return _results(design, MCEMRun(kernel, opts, *result, chains, device, seed, t0), cp)
 
 
 def iterate(kernel, state: dict, opts: MCEMOptions, converged, on_chunk=None):
@@ -322,79 +317,111 @@ def _unpack(design: Design, layout, mean: np.ndarray):
     return mean[:p], covs, sigma2
 
 
-def posterior_moments(state: dict, chains: int) -> tuple[list, list]:
-    """Per grouping, the mean and covariance of the draws after burn-in (the conditional
-    modes and variances)."""
-    n_draws = max(float(state["n_louis"]), 1.0) * chains
-    modes = [sb / n_draws for sb in state["sum_b"]]
-    condcov = [
-        sbb / n_draws - np.einsum("lk,lm->lkm", m, m)
-        for sbb, m in zip(state["sum_bb"], modes, strict=True)
-    ]
-    return modes, condcov
+def run_settings(design: Design, seed: int | None, opts: MCEMOptions) -> tuple[str, int, int]:
+    """Device, chain count and seed of a fit (turns on op determinism when asked)."""
+    if opts.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    device = _device_name(opts.device)
+    chains = opts.chains or default_chains(design, device)
+    seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
+    return device, chains, seed
 
 
-def warn_budget(recorded: list[str], opts: MCEMOptions) -> None:
-    warn(
-        recorded,
-        f"MCEM used its budget of {opts.max_iterations} iterations before the Monte Carlo "
-        f"standard errors met rtol={opts.rtol} / se_tol={opts.se_tol}; the estimates carry "
-        "the Monte Carlo errors in fit_info.extra['mcse']. Raise max_iterations or chains.",
-        ConvergenceWarning,
-    )
+@dataclass(frozen=True, eq=False)
+class MCEMRun:
+    """What a finished run of the kernel left: its final state, trace and bookkeeping, with
+    the Polyak averages, their Monte Carlo standard errors and the posterior moments."""
+
+    kernel: Any
+    opts: MCEMOptions
+    state: dict
+    trace: np.ndarray
+    compile_time: float
+    stopped: str  # "tolerance" or "budget"
+    chains: int
+    device: str
+    seed: int
+    t0: float
+
+    @cached_property
+    def averaged(self) -> np.ndarray:
+        """The iterates after burn-in (the second half if the run was shorter)."""
+        T, burnin = self.trace.shape[0], self.opts.burnin
+        return self.trace[burnin:] if burnin < T else self.trace[T // 2 :]
+
+    @cached_property
+    def mean(self) -> np.ndarray:
+        return self.averaged.mean(axis=0)
+
+    @cached_property
+    def mc_se(self) -> np.ndarray:
+        return mcse(self.averaged)
+
+    def posterior_moments(self) -> tuple[list, list]:
+        """Per grouping, the mean and covariance of the draws after burn-in (the conditional
+        modes and variances)."""
+        n_draws = max(float(self.state["n_louis"]), 1.0) * self.chains
+        modes = [sb / n_draws for sb in self.state["sum_b"]]
+        condcov = [
+            sbb / n_draws - np.einsum("lk,lm->lkm", m, m)
+            for sbb, m in zip(self.state["sum_bb"], modes, strict=True)
+        ]
+        return modes, condcov
+
+    def fit_info(self, m_step: str, recorded: list[str], **extra) -> FitInfo:
+        """``FitInfo`` of the run (warns with ``ConvergenceWarning`` when the budget ran out);
+        ``extra`` adds to its ``extra`` dict."""
+        opts, layout, trace = self.opts, self.kernel.layout, self.trace
+        if self.stopped == "budget":
+            warn(
+                recorded,
+                f"MCEM used its budget of {opts.max_iterations} iterations before the Monte "
+                f"Carlo standard errors met rtol={opts.rtol} / se_tol={opts.se_tol}; the "
+                "estimates carry the Monte Carlo errors in fit_info.extra['mcse']. Raise "
+                "max_iterations or chains.",
+                ConvergenceWarning,
+            )
+        k = layout.n_parameters
+        return FitInfo(
+            method="mcem",
+            converged=self.stopped == "tolerance",
+            iterations=int(trace.shape[0]),
+            n_evaluations=int(trace.shape[0]) * (opts.n_leapfrog + 1),
+            wall_time=time.perf_counter() - self.t0,
+            optimizer=(
+                f"MCEM: HMC E-step ({self.chains} chains x {opts.n_leapfrog} leapfrog steps), "
+                + m_step
+            ),
+            message=f"stopped by {self.stopped}",
+            device=self.device,
+            seed=self.seed,
+            extra={
+                "mcse": dict(zip(layout.names[:k], self.mc_se[:k], strict=True)),
+                "acceptance": float(trace[opts.warmup :, layout.names.index("accept")].mean()),
+                "step_size": float(np.exp(self.state["log_eps_bar"])),
+                "compile_time": self.compile_time,
+                "chains": self.chains,
+                "averaged_iterations": int(self.averaged.shape[0]),
+                "trace": pd.DataFrame(trace, columns=list(layout.names)),
+                "warnings": recorded,
+                **extra,
+            },
+        )
 
 
-def _results(
-    design, kernel, state, trace, opts, chains, device, seed, compile_time, stopped, t0, cp
-):
-    layout = kernel.layout
-    averaged = (
-        trace[opts.burnin :] if trace.shape[0] > opts.burnin else trace[trace.shape[0] // 2 :]
-    )
-    mean, mc_se = averaged.mean(axis=0), mcse(averaged)
-    beta, covs, sigma2 = _unpack(design, layout, mean)
+def _results(design: Design, run: MCEMRun, cp: CrossProducts | None) -> MixedLMResults:
+    beta, covs, sigma2 = _unpack(design, run.kernel.layout, run.mean)
     sigma = float(np.sqrt(sigma2))
-    Ts = [psd_factor(c / sigma2) for c in covs]
-    modes, condcov = posterior_moments(state, chains)
+    modes, condcov = run.posterior_moments()
     params = {"beta": beta, "sigma": sigma, "covariances": covs}
     loglik = loglik_at(cp, params) if cp is not None else float("nan")
-    recorded: list[str] = []
-    if stopped == "budget":
-        warn_budget(recorded, opts)
-    trace_df = pd.DataFrame(trace, columns=list(layout.names))
-    info = FitInfo(
-        method="mcem",
-        converged=stopped == "tolerance",
-        iterations=int(trace.shape[0]),
-        n_evaluations=int(trace.shape[0]) * (opts.n_leapfrog + 1),
-        wall_time=time.perf_counter() - t0,
-        optimizer=f"MCEM: HMC E-step ({chains} chains x {opts.n_leapfrog} leapfrog steps), closed-form PX M-step",
-        message=f"stopped by {stopped}",
-        device=device,
-        seed=seed,
-        extra={
-            "mcse": dict(
-                zip(
-                    layout.names[: layout.n_parameters],
-                    mc_se[: layout.n_parameters],
-                    strict=True,
-                )
-            ),
-            "acceptance": float(trace[opts.warmup :, layout.names.index("accept")].mean()),
-            "step_size": float(np.exp(state["log_eps_bar"])),
-            "compile_time": compile_time,
-            "chains": chains,
-            "averaged_iterations": int(averaged.shape[0]),
-            "trace": trace_df,
-            "warnings": recorded,
-        },
-    )
+    info = run.fit_info("closed-form PX M-step", [])
     res = MixedLMResults(
         design=design,
         method="mcem",
         beta=beta,
-        beta_cov=_fixed_vcov(kernel, state, (beta, covs, sigma2), cp),
-        theta=theta_from_factors(Ts),
+        beta_cov=_fixed_vcov(run.kernel, run.state, (beta, covs, sigma2), cp),
+        theta=theta_from_factors([psd_factor(c / sigma2) for c in covs]),
         theta_names=theta_names(design.groupings),
         sigma=sigma,
         covariances=covs,
@@ -404,8 +431,8 @@ def _results(
         fit_info=info,
         conditional_covariances=lambda: condcov,
     )
-    if opts.check and np.isfinite(loglik):
-        res.check = analytic_check(res, mc_se, layout)
+    if run.opts.check and np.isfinite(loglik):
+        res.check = analytic_check(res, run.mc_se, run.kernel.layout)
     return res
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from mixedtf.design import Design
@@ -24,17 +23,16 @@ from mixedtf.fit.glmm_kernel import GLMMKernel
 from mixedtf.fit.laplace import LaplaceModel, glm_start
 from mixedtf.fit.mcem import (
     MCEMOptions,
-    default_chains,
+    MCEMRun,
     iterate,
     mcse,
-    posterior_moments,
+    run_settings,
     traced_levels,
     unpack_covariances,
-    warn_budget,
 )
 from mixedtf.model import compile_model
 from mixedtf.model.family import get_family
-from mixedtf.results.results import FitInfo, MixedLMResults
+from mixedtf.results.results import MixedLMResults
 
 LAPLACE_MAX_Q = 8000  # random effects outside the first term up to which Laplace runs
 STOPPING_LAPLACE_MAX_Q = 2000  # ... and up to which the stopping rule uses its vcov
@@ -66,11 +64,7 @@ def fit_mcem_glmm(
         raise ValueError(
             f"scale= fixes the residual SD of a Gaussian model; family {design.family!r} has none."
         )
-    if opts.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    device = (opts.device or ("GPU" if tf.config.list_physical_devices("GPU") else "CPU")).upper()
-    chains = opts.chains or default_chains(design, device)
-    seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
+    device, chains, seed = run_settings(design, seed, opts)
     t0 = time.perf_counter()
     family = get_family(design.family, link)
     laplace = LaplaceModel(design, family.link) if _q(design) <= LAPLACE_MAX_Q else None
@@ -101,23 +95,9 @@ def fit_mcem_glmm(
         def converged(st, averaged):
             return _converged(kernel, st, averaged, opts, laplace)
 
-        state, trace, compile_time, stopped = iterate(kernel, state, opts, converged, keep_draws)
-    return _results(
-        design,
-        kernel,
-        laplace,
-        state,
-        trace,
-        draws,
-        opts,
-        chains,
-        device,
-        seed,
-        compile_time,
-        stopped,
-        t0,
-        family.link,
-    )
+        result = iterate(kernel, state, opts, converged, keep_draws)
+    run = MCEMRun(kernel, opts, *result, chains, device, seed, t0)
+    return _results(design, run, laplace, draws, family.link)
 
 
 def _q(design: Design) -> int:
@@ -156,71 +136,24 @@ def _unpack(design: Design, layout, mean: np.ndarray):
     return mean[:p], mean[p : p + nc], unpack_covariances(design, layout, mean, p + nc)
 
 
-def _results(
-    design,
-    kernel,
-    laplace,
-    state,
-    trace,
-    draws,
-    opts,
-    chains,
-    device,
-    seed,
-    compile_time,
-    stopped,
-    t0,
-    link,
-):
-    layout = kernel.layout
-    averaged = (
-        trace[opts.burnin :] if trace.shape[0] > opts.burnin else trace[trace.shape[0] // 2 :]
-    )
-    mean, mc_se = averaged.mean(axis=0), mcse(averaged)
-    beta, cuts, covs = _unpack(design, layout, mean)
+def _results(design, run: MCEMRun, laplace, draws, link) -> MixedLMResults:
+    layout = run.kernel.layout
+    beta, cuts, covs = _unpack(design, layout, run.mean)
     ordinal = layout.n_cuts > 0
     theta = theta_from_factors([psd_factor(c) for c in covs])
-    modes, condcov = posterior_moments(state, chains)
+    modes, condcov = run.posterior_moments()
     recorded: list[str] = []
     if laplace is not None:  # lme4's logLik and vcov of a glmer fit, at the MCEM estimates
         lap = laplace.fit_modes(beta, theta, cuts if ordinal else None)
         loglik, vcov, loglik_method = -0.5 * lap.deviance, laplace.fixed_vcov_at(lap), "laplace"
     else:
-        loglik, vcov, loglik_method = float("nan"), kernel.louis_vcov(state), "none"
+        loglik, vcov, loglik_method = float("nan"), run.kernel.louis_vcov(run.state), "none"
         recorded.append(
             f"the model has more than {LAPLACE_MAX_Q} random effects outside its first term: no "
-            "Laplace log-likelihood "
-            "(AIC, BIC are NaN); standard errors by Louis' method."
+            "Laplace log-likelihood (AIC, BIC are NaN); standard errors by Louis' method."
         )
-    if stopped == "budget":
-        warn_budget(recorded, opts)
-    info = FitInfo(
-        method="mcem",
-        converged=stopped == "tolerance",
-        iterations=int(trace.shape[0]),
-        n_evaluations=int(trace.shape[0]) * (opts.n_leapfrog + 1),
-        wall_time=time.perf_counter() - t0,
-        optimizer=(
-            f"MCEM: HMC E-step ({chains} chains x {opts.n_leapfrog} leapfrog steps), "
-            "Newton M-step with location expansion"
-        ),
-        message=f"stopped by {stopped}",
-        device=device,
-        seed=seed,
-        extra={
-            "mcse": dict(
-                zip(layout.names[: layout.n_parameters], mc_se[: layout.n_parameters], strict=True)
-            ),
-            "acceptance": float(trace[opts.warmup :, layout.names.index("accept")].mean()),
-            "step_size": float(np.exp(state["log_eps_bar"])),
-            "compile_time": compile_time,
-            "chains": chains,
-            "averaged_iterations": int(averaged.shape[0]),
-            "trace": pd.DataFrame(trace, columns=list(layout.names)),
-            "warnings": recorded,
-            "link": link,
-            "loglik_method": loglik_method,
-        },
+    info = run.fit_info(
+        "Newton M-step with location expansion", recorded, link=link, loglik_method=loglik_method
     )
     stacked = (
         [np.concatenate([d[j] for d in draws]) for j in range(len(design.groupings))]

@@ -67,12 +67,17 @@ class CompiledModel:
         }
 
     # -- the model ---------------------------------------------------------------
+    def random_part(self, effects: list[tf.Tensor]) -> tf.Tensor:
+        """``Z b [..., n]``: ``sum_j sum_c z_j[:, c] * b_j[codes_j, c]`` from each grouping's
+        effects ``[..., L, k]``, through the device-chosen gathers."""
+        total = 0.0
+        for b, z, gather in zip(effects, self.z, self.gathers, strict=True):
+            total = total + tf.reduce_sum(gather(b) * z, axis=-1)
+        return total
+
     def linear_predictor(self, beta: tf.Tensor, effects: list[tf.Tensor]) -> tf.Tensor:
         """``eta [..., n]`` from ``beta [p]`` and each grouping's effects ``[..., L, k]``."""
-        eta = tf.linalg.matvec(self.X, beta) + self.offset
-        for b, z, gather in zip(effects, self.z, self.gathers, strict=True):
-            eta = eta + tf.reduce_sum(gather(b) * z, axis=-1)
-        return eta
+        return tf.linalg.matvec(self.X, beta) + self.offset + self.random_part(effects)
 
     def prior(self, params: dict[str, tf.Tensor]) -> dict[str, tfd.Distribution]:
         """The random-effects nodes, each with event shape ``[L, k]``."""
@@ -109,7 +114,7 @@ class CompiledModel:
         """Complete-data log density ``log p(y, b | params)``, batched over leading dims of b:
         the joint distribution's ``log_prob``, node by node, with the response node through
         the family's :meth:`~mixedtf.model.family.Family.log_likelihood` (for the ordinal
-        family 100x faster than its TFP distribution)."""
+        family 44x faster than its TFP distribution)."""
         params = {k: tf.convert_to_tensor(v, self.dtype) for k, v in params.items()}
         prior = self.prior(params)
         total = tf.add_n([prior[n].log_prob(b) for n, b in zip(self.nodes, effects, strict=True)])

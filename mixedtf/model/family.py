@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -53,10 +52,6 @@ class Family:
         (the samplers' hot path; a family may compute it faster than its distribution)."""
         return self.distribution(eta, params, trials).log_prob(y)
 
-    def inverse_link(self, eta: np.ndarray) -> np.ndarray:
-        """The mean per trial (binomial: a probability) at the linear predictor (numpy)."""
-        raise NotImplementedError
-
     def working_weights(self, eta, params, y, trials=None) -> tf.Tensor:
         """``-d^2 log p(y_i | eta_i) / d eta_i^2`` per row (the observed information of
         ``eta``), by two backward passes of the separable log-likelihood."""
@@ -84,9 +79,6 @@ class Gaussian(Family):
         sigma = params["sigma"][..., tf.newaxis]
         return tfd.Independent(tfd.Normal(eta, sigma), reinterpreted_batch_ndims=1)
 
-    def inverse_link(self, eta: np.ndarray) -> np.ndarray:
-        return eta
-
 
 @dataclass(frozen=True)
 class Binomial(Family):
@@ -108,11 +100,6 @@ class Binomial(Family):
             base = tfd.Binomial(total_count=count, probs=probs)
         return tfd.Independent(base, reinterpreted_batch_ndims=1)
 
-    def inverse_link(self, eta: np.ndarray) -> np.ndarray:
-        from scipy.special import expit, ndtr
-
-        return expit(eta) if self.link == "logit" else ndtr(eta)
-
 
 @dataclass(frozen=True)
 class Poisson(Family):
@@ -125,13 +112,10 @@ class Poisson(Family):
         return tfd.Independent(tfd.Poisson(log_rate=eta), reinterpreted_batch_ndims=1)
 
     def log_likelihood(self, eta, params, y, trials=None) -> tf.Tensor:
-        """``sum_i y_i eta_i - exp(eta_i) - log(y_i!)``; the constant is summed once (TFP's
-        ``Poisson.log_prob`` evaluates ``lgamma`` for every chain and row: 5x slower)."""
+        """``sum_i y_i eta_i - exp(eta_i) - log(y_i!)``, the constant summed once (TFP's
+        ``Poisson.log_prob`` evaluates ``lgamma`` for every chain and row)."""
         const = -tf.reduce_sum(tf.math.lgamma(y + 1.0))
         return tf.reduce_sum(y * eta - tf.exp(eta), -1) + const
-
-    def inverse_link(self, eta: np.ndarray) -> np.ndarray:
-        return np.exp(eta)
 
 
 @dataclass(frozen=True)
@@ -156,13 +140,15 @@ class Ordinal(Family):
         """``log(F(a) - F(c))`` with ``a = c_y - eta``, ``c = c_{y-1} - eta`` (``F``
         logistic), as ``-softplus(-a) - softplus(c) + log(-expm1(c - a))``; the end
         cutpoints are +-1e4 (``F`` is 0 or 1 there in any precision). ``cutpoints`` may carry
-        leading batch dimensions (``[..., K-1]``). 100x faster than
-        ``tfd.OrderedLogistic.log_prob``, which forms every category's probability."""
+        leading batch dimensions (``[..., K-1]``). With its gradient, 44x faster than
+        ``tfd.OrderedLogistic.log_prob`` (which forms every category's probability) for 32
+        chains x 73k rows: 4.4 ms against 194 ms."""
         cuts = params["cutpoints"]
         big = tf.fill(tf.concat([tf.shape(cuts)[:-1], [1]], 0), tf.constant(1e4, cuts.dtype))
         padded = tf.concat([-big, cuts, big], -1)  # [..., K + 1]
         k = tf.cast(y, tf.int32)
-        # one consumer of eta: with several, XLA recomputed its gathers in each (12x slower)
+        # one consumer of eta: with several, XLA fused its gathers into each (the log density
+        # of InstEval with its gradient, 32 chains: 103 ms, against 65 ms this way)
         bounds = tf.stack([tf.gather(padded, k + 1, axis=-1), tf.gather(padded, k, axis=-1)], -1)
         bounds = bounds - eta[..., tf.newaxis]
         upper, lower = bounds[..., 0], bounds[..., 1]
@@ -172,9 +158,6 @@ class Ordinal(Family):
             + tf.math.log(-tf.math.expm1(lower - upper))
         )
         return tf.reduce_sum(ll, -1)
-
-    def inverse_link(self, eta: np.ndarray) -> np.ndarray:
-        raise NotImplementedError("an ordinal mean is a vector of category probabilities")
 
 
 FAMILIES: dict[str, type[Family]] = {

@@ -18,12 +18,13 @@ NewLevels = Literal["population", "error"]
 
 
 def random_part(
-    groupings: tuple[GroupingSpec, ...], modes: list[np.ndarray], new_levels: NewLevels
+    groupings: tuple[GroupingSpec, ...], effects: list[np.ndarray], new_levels: NewLevels
 ) -> np.ndarray:
-    """``Z b`` over the rows of ``groupings`` (codes ``-1`` mark unseen levels)."""
+    """``Z b`` over the rows of ``groupings`` (codes ``-1`` mark unseen levels); ``effects``
+    per grouping ``[..., L, k]`` (leading dimensions, such as draws, are kept)."""
     n = groupings[0].codes.shape[0] if groupings else 0
     total = np.zeros(n)
-    for g, b in zip(groupings, modes, strict=True):
+    for g, b in zip(groupings, effects, strict=True):
         unseen = g.codes < 0
         if unseen.any() and new_levels == "error":
             rows = np.flatnonzero(unseen)
@@ -31,8 +32,8 @@ def random_part(
                 f"{rows.size} rows have levels of {g.factor!r} not seen in training (rows {rows[:10].tolist()}); "
                 "pass new_levels='population' to predict them at the population level (effect 0)."
             )
-        contribution = (g.z * b[np.where(unseen, 0, g.codes)]).sum(axis=1)
-        total += np.where(unseen, 0.0, contribution)
+        contribution = (g.z * b[..., np.where(unseen, 0, g.codes), :]).sum(axis=-1)
+        total = total + np.where(unseen, 0.0, contribution)
     return total
 
 
@@ -67,17 +68,13 @@ def predict(res, newdata, include_random: bool, new_levels: NewLevels, type: str
         eta = fixed + (random_part(groupings, res._modes, new_levels) if include_random else 0.0)
         return pd.Series(eta, index=index, name="predicted")
     if include_random and res.draws is not None:  # posterior predictive: one eta per draw
-        random = [
-            random_part(groupings, [b[s] for b in res.draws], new_levels)
-            for s in range(res.draws[0].shape[0])
-        ]
-        etas = fixed[None, :] + np.asarray(random)
+        etas = fixed + random_part(groupings, res.draws, new_levels)
     else:
         etas = (
             fixed + (random_part(groupings, res._modes, new_levels) if include_random else 0.0)
         )[None, :]
     if d.family == "ordinal":
-        probs = np.mean([category_probabilities(e, res.cutpoints) for e in etas], axis=0)
+        probs = category_probabilities(etas, res.cutpoints).mean(axis=0)
         levels = d.response_levels or [str(k + 1) for k in range(probs.shape[1])]
         return pd.DataFrame(probs, index=index, columns=list(levels))
     mean = get_inverse_link(d.family, res.link)(etas).mean(axis=0)
