@@ -27,7 +27,6 @@ import tensorflow as tf
 from mixedtf.fit import hmc
 from mixedtf.fit.kernel import (
     ChunkedKernel,
-    TraceLayout,
     level_factors,
     sampler_state,
     sampler_update,
@@ -94,23 +93,11 @@ def expansion_specs(design, j: int, ordinal: bool, dtype) -> list[tuple]:
 
 
 class GLMMKernel(ChunkedKernel):
-    """Compiled chunks of MCEM iterations for a non-Gaussian model."""
+    """Compiled chunks of MCEM iterations for a non-Gaussian model (arguments as
+    :class:`~mixedtf.fit.kernel.ChunkedKernel`)."""
 
-    def __init__(
-        self,
-        model: CompiledModel,
-        chains: int,
-        n_leapfrog: int,
-        target_accept: float,
-        chunk_size: int,
-        traced: tuple[np.ndarray, ...] | None = None,
-    ) -> None:
-        self.model = model
-        self.chains = chains
-        self.n_leapfrog = n_leapfrog
-        self.target_accept = target_accept
-        self.chunk_size = chunk_size
-        self.layout = TraceLayout.of(model, traced)
+    def __init__(self, model: CompiledModel, *args, **kwargs) -> None:
+        super().__init__(model, *args, **kwargs)
         d, dt = model.design, model.dtype
         self.n_cuts = self.layout.n_cuts
         self._zz = [tf.constant(g.z[:, :, None] * g.z[:, None, :], dt) for g in d.groupings]

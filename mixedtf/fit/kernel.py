@@ -187,6 +187,22 @@ class ChunkedKernel:
     """A kernel's ``_chunk(state, adapt, accumulate)`` compiled once with XLA and run with numpy
     state in and out: the interface the EM drivers use."""
 
+    def __init__(
+        self,
+        model: CompiledModel,
+        chains: int,
+        n_leapfrog: int,
+        target_accept: float,
+        chunk_size: int,
+        traced: tuple[np.ndarray, ...] | None = None,
+    ) -> None:
+        self.model = model
+        self.chains = chains
+        self.n_leapfrog = n_leapfrog
+        self.target_accept = target_accept
+        self.chunk_size = chunk_size
+        self.layout = TraceLayout.of(model, traced)
+
     def _compile(self) -> None:  # one XLA compilation serves every chunk
         self._step = tf.function(self._chunk, jit_compile=True, reduce_retracing=True)
 
@@ -213,16 +229,11 @@ class EMKernel(ChunkedKernel):
         px_scale: bool = True,
         traced: tuple[np.ndarray, ...] | None = None,
     ) -> None:
-        self.model = model
-        self.chunk_size = chunk_size
+        super().__init__(model, chains, n_leapfrog, target_accept, chunk_size, traced)
         self.e_step_only = e_step_only  # sample at fixed parameters (diagnostics and tests)
         self.sa_exponent = sa_exponent
         self.px_scale = px_scale
-        self.chains = chains
-        self.n_leapfrog = n_leapfrog
-        self.target_accept = target_accept
         self.fixed_sigma = fixed_sigma
-        self.layout = TraceLayout.of(model, traced)
         d, dt = model.design, model.dtype
         X = d.X
         self._XtX_inv = tf.constant(np.linalg.inv(X.T @ X), dt)
