@@ -27,10 +27,12 @@ import tensorflow as tf
 from mixedtf.fit import hmc
 from mixedtf.fit.kernel import (
     ChunkedKernel,
+    iteration_noise,
     level_factors,
     sampler_state,
     sampler_update,
     trace_row,
+    transition_shapes,
     whitened_transition,
 )
 from mixedtf.model import CompiledModel
@@ -183,13 +185,15 @@ class GLMMKernel(ChunkedKernel):
 
         def body(i, st, trace):
             beta, cuts, covs, chains = st["beta"], st["cuts"], st["covs"], st["chains"]
-            seed = tf.random.experimental.stateless_fold_in(st["seed"], st["iteration"])
+            noise = iteration_noise(
+                st["seed"], st["iteration"], transition_shapes(m.design.groupings, self.chains), dt
+            )
             params = self._params(beta, cuts, covs)
             A = self._weighted_precision(params, chains)
             factors = level_factors(A, covs, m.design.groupings)
             step = tf.exp(tf.where(adapt, st["log_eps"], st["log_eps_bar"]))
-            effects, accept_prob, logp = whitened_transition(
-                m, params, factors, chains, step, self.n_leapfrog, seed
+            effects, accept_prob, logp, _ = whitened_transition(
+                m, params, factors, chains, step, self.n_leapfrog, noise
             )
             rate = tf.reduce_mean(accept_prob)
             t, h_bar, log_eps, log_eps_bar = hmc.adapt_step(

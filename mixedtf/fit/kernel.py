@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from mixedtf.fit import hmc
+from mixedtf.fit.joint_move import NestedPair, joint_move, nested_pairs, pair_noise_shapes
 from mixedtf.model import CompiledModel
 from mixedtf.model.parameters import scale_name
 
@@ -91,10 +92,36 @@ def level_factors(A: list, covs: list, groupings) -> list:
     ]
 
 
-def whitened_transition(model: CompiledModel, params, factors, chains, step, n_leapfrog, seed):
+def iteration_noise(seed: tf.Tensor, iteration: tf.Tensor, shapes: list, dtype) -> list:
+    """Every standard normal one iteration needs, in ``shapes`` (static), from one Philox
+    call keyed by ``(user seed, kernel salt + iteration)``. One raw call, not one per use
+    with ``fold_in``/``split``: each such op expands to ~700 HLO instructions (key
+    derivation included), and they were a third of the XLA compile time."""
+    sizes = [int(np.prod(s)) for s in shapes]
+    u64 = tf.uint64
+    low = tf.cast(tf.bitcast(seed[1] + iteration, tf.uint32), u64)
+    key = tf.bitwise.bitwise_or(tf.bitwise.left_shift(tf.cast(seed[0], u64), 32), low)
+    z = tf.raw_ops.StatelessRandomNormalV2(
+        shape=[sum(sizes)],
+        key=tf.reshape(key, [1]),
+        counter=tf.zeros([2], u64),
+        alg=1,  # Philox
+        dtype=dtype,
+    )
+    return [tf.reshape(part, s) for part, s in zip(tf.split(z, sizes), shapes, strict=True)]
+
+
+def transition_shapes(groupings, chains: int) -> list:
+    """Shapes of :func:`whitened_transition`'s noise: momenta per grouping, then two per chain
+    (for the acceptance test)."""
+    return [[chains, g.n_levels, g.k] for g in groupings] + [[2, chains]]
+
+
+def whitened_transition(model: CompiledModel, params, factors, chains, step, n_leapfrog, noise):
     """One HMC transition of every chain on ``log p(y, b | params)`` in the whitened space
-    ``b_l = R_l u_l``. Returns the new effects, the acceptance probabilities and the log
-    densities."""
+    ``b_l = R_l u_l``, with ``noise`` shaped as :func:`transition_shapes`. Returns the new effects, the acceptance probabilities, the log
+    densities and ``R_l R_l' grad_b log p`` at the new effects: for a Gaussian model, the
+    step from ``b_l`` to its conditional mean given the other levels and terms."""
     groupings = model.design.groupings
     n_chains = chains[0].shape[0]
 
@@ -119,8 +146,10 @@ def whitened_transition(model: CompiledModel, params, factors, chains, step, n_l
     def target(us):
         return model.log_prob(params, to_b(us))
 
-    us, accept_prob, logp = hmc.transition(target, to_u(chains), step, n_leapfrog, seed)
-    return to_b(us), accept_prob, logp
+    us, accept_prob, logp, grads = hmc.transition(
+        target, to_u(chains), step, n_leapfrog, noise[:-1], noise[-1]
+    )
+    return to_b(us), accept_prob, logp, to_b(grads)
 
 
 def sampler_state(groupings, chains: int, seed: int, salt: int, step_size: float, np_dt) -> dict:
@@ -141,11 +170,22 @@ def sampler_state(groupings, chains: int, seed: int, salt: int, step_size: float
     }
 
 
-def sampler_update(st: dict, effects, adapt, adapted, on) -> dict:
+def sampler_update(st: dict, effects, adapt, adapted, on, moments=None) -> dict:
     """The next :func:`sampler_state` after one iteration: ``adapted`` is the dual-averaging
     step ``(t, h_bar, log_eps, log_eps_bar)``, kept while ``adapt``; ``on`` (0 or 1) adds
-    the draws to the running sums."""
+    the draws (or ``moments``: per grouping, the conditional means ``[C, L, k]`` and
+    variances ``[L, k, k]`` of the draws) to the running sums."""
     t, h_bar, log_eps, log_eps_bar = adapted
+    if moments is None:
+        firsts = [tf.reduce_sum(b, 0) for b in effects]
+        seconds = [tf.einsum("clk,clm->lkm", b, b) for b in effects]
+    else:
+        C = tf.cast(tf.shape(effects[0])[0], effects[0].dtype)
+        firsts = [tf.reduce_sum(m, 0) for m in moments[0]]
+        seconds = [
+            tf.einsum("clk,clm->lkm", m, m) + C * v
+            for m, v in zip(moments[0], moments[1], strict=True)
+        ]
     keep = lambda new, old: tf.where(adapt, new, old)  # noqa: E731
     return {
         "chains": effects,
@@ -157,13 +197,8 @@ def sampler_update(st: dict, effects, adapt, adapted, on) -> dict:
         "log_eps_bar": keep(log_eps_bar, st["log_eps_bar"]),
         "mu": st["mu"],
         "n_louis": st["n_louis"] + on,
-        "sum_b": [
-            sb + on * tf.reduce_sum(b, 0) for sb, b in zip(st["sum_b"], effects, strict=True)
-        ],
-        "sum_bb": [
-            sbb + on * tf.einsum("clk,clm->lkm", b, b)
-            for sbb, b in zip(st["sum_bb"], effects, strict=True)
-        ],
+        "sum_b": [sb + on * f for sb, f in zip(st["sum_b"], firsts, strict=True)],
+        "sum_bb": [sbb + on * f for sbb, f in zip(st["sum_bb"], seconds, strict=True)],
     }
 
 
@@ -204,7 +239,9 @@ class ChunkedKernel:
         self.layout = TraceLayout.of(model, traced)
 
     def _compile(self) -> None:  # one XLA compilation serves every chunk
-        self._step = tf.function(self._chunk, jit_compile=True, reduce_retracing=True)
+        self._step = tf.function(
+            self._chunk, jit_compile=True, reduce_retracing=True, autograph=False
+        )
 
     def run(self, state: dict, adapt: bool, accumulate: bool) -> tuple[dict, np.ndarray]:
         """Run one chunk of EM iterations; numpy state in and out, trace ``[chunk_size, columns]``."""
@@ -228,11 +265,19 @@ class EMKernel(ChunkedKernel):
         sa_exponent: float = 0.0,
         px_scale: bool = True,
         traced: tuple[np.ndarray, ...] | None = None,
+        pairs: list[NestedPair] | None = None,
+        rao_blackwell: bool = True,
     ) -> None:
         super().__init__(model, chains, n_leapfrog, target_accept, chunk_size, traced)
         self.e_step_only = e_step_only  # sample at fixed parameters (diagnostics and tests)
         self.sa_exponent = sa_exponent
         self.px_scale = px_scale
+        self.rao_blackwell = rao_blackwell
+        d = model.design
+        self.pairs = nested_pairs(d.groupings, d.nobs) if pairs is None else pairs
+        self._noise_shapes = transition_shapes(d.groupings, chains)
+        for pair in self.pairs:
+            self._noise_shapes += pair_noise_shapes(pair, d.groupings, chains)
         self.fixed_sigma = fixed_sigma
         d, dt = model.design, model.dtype
         X = d.X
@@ -360,46 +405,77 @@ class EMKernel(ChunkedKernel):
 
         def body(i, st, trace):
             beta, covs, sigma2, chains = st["beta"], st["covs"], st["sigma2"], st["chains"]
-            seed = tf.random.experimental.stateless_fold_in(st["seed"], st["iteration"])
+            noise = iteration_noise(st["seed"], st["iteration"], self._noise_shapes, dt)
             params = self._params(beta, covs, sigma2)
             # per level, R_l = chol((A_l / sigma^2 + Sigma^-1)^-1): the conditional covariance's
             # factor at the current parameters; HMC runs on u with b_l = R_l u_l (for a scalar
             # term R_l is a number and the products are elementwise)
             factors = level_factors([A / sigma2 for A in self._A], covs, m.design.groupings)
             step = tf.exp(tf.where(adapt, st["log_eps"], st["log_eps_bar"]))
-            effects, accept_prob, logp = whitened_transition(
-                m, params, factors, chains, step, self.n_leapfrog, seed
+            collapsed = {}  # few-level term: its moments given the terms outside its pair
+            at = len(m.design.groupings) + 1
+            for pair in self.pairs:
+                chains, *collapsed[pair.few] = joint_move(
+                    m, pair, self._A, chains, beta, covs, sigma2, noise[at : at + 2]
+                )
+                at += 2
+            effects, accept_prob, logp, steps = whitened_transition(
+                m,
+                params,
+                factors,
+                chains,
+                step,
+                self.n_leapfrog,
+                noise[: len(m.design.groupings) + 1],
             )
+            # Rao-Blackwellised statistics: each level's conditional mean and covariance
+            # given the rest, b + R R' grad log p and R R', for the draw's own b b'
+            means = [b + s for b, s in zip(effects, steps, strict=True)]
+            variances = [tf.linalg.matmul(R, R, transpose_b=True) for R in factors]
+            for few, (mean, var) in collapsed.items():
+                means[few], variances[few] = mean, var
+            if not self.rao_blackwell:
+                means = effects
+                variances = [tf.zeros_like(v) for v in variances]
             rate = tf.reduce_mean(accept_prob)
             t, h_bar, log_eps, log_eps_bar = hmc.adapt_step(
                 st["t"], st["h_bar"], st["log_eps_bar"], st["mu"], rate, self.target_accept
             )
             # PX-EM: centre the columns that have a fixed-effect counterpart
             if not self.e_step_only:
-                effects = [
-                    b - px * tf.reduce_mean(b, axis=[0, 1])
+                shifts = [
+                    px * tf.reduce_mean(b, axis=[0, 1])
                     for b, px in zip(effects, self._px, strict=True)
                 ]
+                effects = [b - d for b, d in zip(effects, shifts, strict=True)]
+                means = [mu - d for mu, d in zip(means, shifts, strict=True)]
             # scale expansion during the burn-in only: it speeds up the EM's approach to the
             # optimum, but rescaling the draws by their own noisy regression coefficient biased
             # the averaged SDs up (+0.2% on InstEval, 10 Monte Carlo s.e.)
             if self.px_scale and not self.e_step_only:
 
                 def expanded():
-                    beta, alpha, rss = self._px_regression(effects)
-                    return beta, [b * a for b, a in zip(effects, alpha, strict=True)], rss
+                    return self._px_regression(effects)
 
                 def plain():
                     beta, rss = self._plain_regression(effects)
-                    return beta, effects, rss
+                    return beta, [tf.ones([g.k], dt) for g in m.design.groupings], rss
 
-                beta, effects, rss = tf.cond(accumulate, plain, expanded)
+                beta, alpha, rss = tf.cond(accumulate, plain, expanded)
+                effects = [b * a for b, a in zip(effects, alpha, strict=True)]
+                means = [mu * a for mu, a in zip(means, alpha, strict=True)]
+                variances = [
+                    v * a[:, tf.newaxis] * a[tf.newaxis, :]
+                    for v, a in zip(variances, alpha, strict=True)
+                ]
             else:
                 beta, rss = self._plain_regression(effects)
             if self.fixed_sigma is None:
                 sigma2 = rss / (C * n)
-            draws = [
-                tf.einsum("clk,clm->km", b, b) / (C * tf.cast(tf.shape(b)[1], dt)) for b in effects
+            draws = [  # mean over chains and levels of E[b b' | rest]
+                tf.einsum("clk,clm->km", mu, mu) / (C * tf.cast(tf.shape(mu)[1], dt))
+                + tf.reduce_mean(v, 0)
+                for mu, v in zip(means, variances, strict=True)
             ]
             # optional, after burn-in: stochastic approximation of the covariance statistics
             # (SAEM, Delyon, Lavielle & Moulines 1999) with steps (t - burnin)^-a. It damps the
@@ -434,7 +510,9 @@ class EMKernel(ChunkedKernel):
                 "covs": covs,
                 "sigma2": sigma2,
                 "louis": st["louis"] + on * cov_v,
-                **sampler_update(st, effects, adapt, (t, h_bar, log_eps, log_eps_bar), on),
+                **sampler_update(
+                    st, effects, adapt, (t, h_bar, log_eps, log_eps_bar), on, (means, variances)
+                ),
             }
             return i + 1, new, trace.write(i, row)
 

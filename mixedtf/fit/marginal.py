@@ -57,6 +57,7 @@ def fit_marginal(
     tolerance: float | None = None,
     max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES,
     profile_tail: bool | None = None,
+    cross_products: CrossProducts | None = None,
 ) -> MixedLMResults:
     """Fit a Gaussian mixed model by ML (``reml=False``) or REML.
 
@@ -72,6 +73,7 @@ def fit_marginal(
         max_dense_bytes: bound on one dense ``r x r`` float64 block (see ``blocked``).
         profile_tail: with three or more terms, optimise the first two terms' theta and
             profile the small trailing terms out (see ``nested``); None decides by size.
+        cross_products: the design's :class:`CrossProducts`, when already built.
 
     Warns:
         SingularFitWarning: a variance or a factor's diagonal is at its bound (``isSingular``).
@@ -79,7 +81,7 @@ def fit_marginal(
     """
     _check_gaussian(design)
     t0 = time.perf_counter()
-    cp = CrossProducts.build(design, max_dense_bytes)
+    cp = cross_products or CrossProducts.build(design, max_dense_bytes)
     n, p = design.X.shape
     lower = lower_bounds(design.groupings)
     theta0 = start_theta(design) if start is None else np.asarray(start, dtype=np.float64)

@@ -1,0 +1,160 @@
+r"""A joint Gibbs move of a few-level term with the term nested in it (Gaussian E-step).
+
+InstEval's 1128 instructors are nested in its 14 departments, so the posterior has a ridge:
+a department's effect up by ``delta`` and all its instructors' down by ``delta`` fits the
+data almost as well. HMC in the per-level scaled space moves a department by its
+*conditional* SD (given its instructors, ~1/40 of its marginal SD), so SD(dept)'s iterates
+had lag-1 autocorrelation 0.9 and were 5-11% off after a few hundred iterations.
+
+This move draws the pair exactly from its conditional given every other term. With ``r``
+the residual without the pair (``A``: few levels, ``B``: its partner), integrating ``b_B``
+out level by level gives ``b_A ~ N(Q^{-1} l, Q^{-1})`` with
+
+.. math::
+
+    Q = \operatorname{blockdiag}_a(A^A_a/\sigma^2 + \Sigma_A^{-1})
+        - \sum_j G_j' P_j^{-1} G_j, \qquad
+    l = Z_A' r / \sigma^2 - \sum_j G_j' P_j^{-1} h_j,
+
+where ``P_j = A^B_j / sigma^2 + Sigma_B^{-1}`` and ``h_j = (Z_B' r)_j / sigma^2`` are level
+``j``'s precision and score and ``G_j = sum_{i in j} z^B_i z^A_i' / sigma^2`` its cross
+products with ``A``'s levels. Then ``b_B | b_A`` level by level. The dense ``Q`` is
+``(L_A k_A)^2``: the move is for terms with few levels. Its mean and ``Q^{-1}`` also give
+the Rao-Blackwellised statistics of ``Sigma_A``: ``E[b_A b_A' | r] = mu mu' + Q^{-1}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from mixedtf.model import CompiledModel
+
+MAX_BLOCK = 128  # L_A k_A: the dense Q
+MAX_CROSS = 4_000_000  # L_B k_B L_A k_A: the cross products G
+MIN_SHARE = 0.5  # fraction of rows whose B level lies mostly in one A level
+
+
+@dataclass(frozen=True, eq=False)
+class NestedPair:
+    """Grouping ``few`` (A) with the grouping ``partner`` (B) nested (mostly) in it."""
+
+    few: int
+    partner: int
+    share: float  # rows whose B level has most of its rows in one A level, as a fraction
+    cross: np.ndarray  # [L_B, k_B, L_A, k_A]: sum over rows of z_B z_A' by (B, A) level
+
+
+def nested_pairs(groupings, nobs: int) -> list[NestedPair]:
+    """For each grouping with at most ``MAX_BLOCK`` effects, the grouping with more levels
+    that is most nested in it (``MIN_SHARE`` at least), if any."""
+    pairs = []
+    for a, ga in enumerate(groupings):
+        if ga.n_levels * ga.k > MAX_BLOCK:
+            continue
+        best = None
+        for b, gb in enumerate(groupings):
+            if b == a or gb.n_levels <= ga.n_levels:
+                continue
+            if gb.n_levels * gb.k * ga.n_levels * ga.k > MAX_CROSS:
+                continue
+            counts = np.zeros((gb.n_levels, ga.n_levels))
+            np.add.at(counts, (gb.codes, ga.codes), 1.0)
+            share = float(counts.max(axis=1).sum() / nobs)
+            if share >= MIN_SHARE and (best is None or share > best[0]):
+                best = (share, b)
+        if best is not None:
+            gb = groupings[best[1]]
+            cross = np.zeros((gb.n_levels, gb.k, ga.n_levels, ga.k))
+            np.add.at(cross, (gb.codes, slice(None), ga.codes), gb.z[:, :, None] * ga.z[:, None, :])
+            pairs.append(NestedPair(a, best[1], best[0], cross))
+    return pairs
+
+
+def pair_noise_shapes(pair: NestedPair, groupings, chains: int) -> list[list[int]]:
+    """Shapes of :func:`joint_move`'s standard normals: ``[C, L_A k_A]`` and ``[C, L_B, k_B]``."""
+    ga, gb = groupings[pair.few], groupings[pair.partner]
+    return [[chains, ga.n_levels * ga.k], [chains, gb.n_levels, gb.k]]
+
+
+def _inv(m: tf.Tensor) -> tf.Tensor:
+    """Inverse of (a batch of) symmetric positive definite ``k x k``; elementwise for
+    ``k = 1``, where XLA's general inverse would cost compile time for nothing."""
+    return 1.0 / m if m.shape[-1] == 1 else tf.linalg.inv(m)
+
+
+def _chol(m: tf.Tensor) -> tf.Tensor:
+    return tf.sqrt(m) if m.shape[-1] == 1 else tf.linalg.cholesky(m)
+
+
+def _level_precision(data: tf.Tensor, cov: tf.Tensor) -> tf.Tensor:
+    """``data_l + Sigma^{-1}`` per level, ``[L, k, k]``."""
+    return data + _inv(cov)[tf.newaxis]
+
+
+def joint_move(
+    model: CompiledModel,
+    pair: NestedPair,
+    A: list[tf.Tensor],
+    effects: list[tf.Tensor],
+    beta: tf.Tensor,
+    covs: list[tf.Tensor],
+    sigma2: tf.Tensor,
+    noise: list[tf.Tensor],
+) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
+    """Draw ``(b_A, b_B)`` of every chain from their conditional given the other terms,
+    with standard normal ``noise`` shaped as :func:`pair_noise_shapes`.
+
+    ``A`` holds each grouping's ``sum z z'`` per level. Returns the new effects, the
+    conditional mean of ``b_A`` given the other terms ``[C, L_A, k_A]`` and its conditional
+    covariance per level ``[L_A, k_A, k_A]`` (the diagonal blocks of ``Q^{-1}``). The
+    algebra is float64; the one pass over the rows (the residual) is in the model's dtype.
+    """
+    a, b = pair.few, pair.partner
+    f64, dt = tf.float64, model.dtype
+    with tf.GradientTape() as tape:
+        tape.watch(effects)
+        zb = model.random_part(effects)  # [C, n]
+    e = model.y - model.offset - tf.linalg.matvec(model.X, beta) - zb
+    # Z_A'e and Z_B'e per chain, through the gathers' device-chosen scatter
+    t_a, t_b = (tf.cast(t, f64) for t in tape.gradient(zb, [effects[a], effects[b]], e))
+    b_a, b_b = tf.cast(effects[a], f64), tf.cast(effects[b], f64)
+    cross = tf.constant(pair.cross, f64)
+    A_a, A_b = tf.cast(A[a], f64), tf.cast(A[b], f64)
+    s2 = tf.cast(sigma2, f64)
+    # scores of the pair with the pair's own contribution added back: Z'r
+    s_a = t_a + tf.einsum("akm,cam->cak", A_a, b_a) + tf.einsum("jbak,cjb->cak", cross, b_b)
+    s_b = t_b + tf.einsum("jbd,cjd->cjb", A_b, b_b) + tf.einsum("jbak,cak->cjb", cross, b_a)
+    G = cross / s2
+    P_inv = _inv(_level_precision(A_b / s2, tf.cast(covs[b], f64)))  # [L_B, k_B, k_B]
+    h = s_b / s2
+    n_a, k_a = A_a.shape[0], A_a.shape[1]
+    D = _level_precision(A_a / s2, tf.cast(covs[a], f64))  # [L_A, k_A, k_A]
+    Q = tf.reshape(
+        tf.einsum("akm,ab->akbm", D, tf.eye(n_a, dtype=f64))
+        - tf.einsum("jbak,jbd,jdle->akle", G, P_inv, G),
+        [n_a * k_a, n_a * k_a],
+    )
+    lin = tf.reshape(s_a / s2 - tf.einsum("jbak,jbd,cjd->cak", G, P_inv, h), [-1, n_a * k_a])
+    L = tf.linalg.cholesky(Q)
+    mean_a = tf.transpose(tf.linalg.cholesky_solve(L, tf.transpose(lin)))  # [C, L_A k_A]
+    noise_a, noise_b = (tf.cast(z, f64) for z in noise)
+    draw_a = mean_a + tf.transpose(
+        tf.linalg.triangular_solve(L, tf.transpose(noise_a), lower=True, adjoint=True)
+    )  # L' x = noise: x ~ N(0, Q^{-1})
+    draw_a = tf.reshape(draw_a, tf.shape(b_a))
+    # diagonal blocks of Q^{-1} = L^{-T} L^{-1}: [L_A, k_A, k_A]
+    l_inv = tf.reshape(
+        tf.linalg.triangular_solve(L, tf.eye(n_a * k_a, dtype=f64), lower=True),
+        [n_a * k_a, n_a, k_a],
+    )
+    var_a = tf.einsum("ral,ram->alm", l_inv, l_inv)
+    # b_B | b_A, level by level
+    mean_b = tf.einsum("jbd,cjd->cjb", P_inv, h - tf.einsum("jbak,cak->cjb", G, draw_a))
+    draw_b = mean_b + tf.einsum("jbd,cjd->cjb", _chol(P_inv), noise_b)
+    new = list(effects)
+    new[a], new[b] = tf.cast(draw_a, dt), tf.cast(draw_b, dt)
+    mean_a = tf.reshape(mean_a, tf.shape(b_a))
+    return new, tf.cast(mean_a, dt), tf.cast(var_a, dt)
