@@ -8,7 +8,9 @@ substrate) can implement it without touching the EM driver, the design or the re
 
 One EM iteration, for ``C`` chains that persist across iterations:
 
-1. **E-step**: one HMC transition (``n_leapfrog`` steps) of every chain on the compiled
+1. **Joint moves** (:mod:`mixedtf.fit.joint_move`): each few-level term with a term nested
+   in it is drawn jointly with that term, exactly, given the other terms.
+2. **E-step**: one HMC transition (``n_leapfrog`` steps) of every chain on the compiled
    model's complete-data log density, in a per-level scaled space ``b = s * u`` with
    ``s = 1 / sqrt(n_l / sigma^2 + 1 / Sigma)`` (``n_l`` = sum of ``z^2`` over the level's
    rows), which covers the centred and non-centred regimes level by level; for a vector
@@ -16,12 +18,18 @@ One EM iteration, for ``C`` chains that persist across iterations:
    ``(A_l / sigma^2 + Sigma^{-1})^{-1}`` (``A_l = sum z z'``), which also removes the
    posterior correlation between its columns (a diagonal scaling left SD(Subject) of
    sleepstudy's ``(Days|Subject)`` 4-5% low: the chains lagged along that correlation).
-2. **Parameter expansion** (PX-EM, Liu, Rubin & Wu 1998): each term column that is also
+3. **Rao-Blackwellised statistics**: each level's conditional mean given the rest,
+   ``b + R R' grad log p`` (from the transition's last gradient), and covariance ``R R'``
+   replace the draw's own ``b b'`` in ``Sigma_j``'s statistic; for a few-level term with a
+   joint move, its moments given the terms outside the pair. Same expectation, less
+   noise. With the joint moves, SD(dept)'s Monte Carlo error on InstEval (32 chains, the
+   old 300-iteration schedule) fell from 1.7% to 0.1%.
+4. **Parameter expansion** (PX-EM, Liu, Rubin & Wu 1998): each term column that is also
    a column of X gets a free mean, estimated as the mean of its draws and folded into
-   beta; the chains are shifted by it.
-3. **M-step** (Gaussian, closed form): ``Sigma_j = mean(b b')``,
+   beta; the chains are shifted by it. During the burn-in, a free scale too.
+5. **M-step** (Gaussian, closed form): ``Sigma_j = mean E[b b' | rest]``,
    ``beta = (X'X)^{-1} X' mean_c(y - Z b_c)``, ``sigma^2 = mean_c ||y - X beta - Z b_c||^2 / n``.
-4. **Louis statistics** for the fixed effects' covariance: the between-chain covariance
+6. **Louis statistics** for the fixed effects' covariance: the between-chain covariance
    of ``X' Z b_c`` (the missing information).
 """
 
@@ -266,13 +274,11 @@ class EMKernel(ChunkedKernel):
         px_scale: bool = True,
         traced: tuple[np.ndarray, ...] | None = None,
         pairs: list[NestedPair] | None = None,
-        rao_blackwell: bool = True,
     ) -> None:
         super().__init__(model, chains, n_leapfrog, target_accept, chunk_size, traced)
         self.e_step_only = e_step_only  # sample at fixed parameters (diagnostics and tests)
         self.sa_exponent = sa_exponent
         self.px_scale = px_scale
-        self.rao_blackwell = rao_blackwell
         d = model.design
         self.pairs = nested_pairs(d.groupings, d.nobs) if pairs is None else pairs
         self._noise_shapes = transition_shapes(d.groupings, chains)
@@ -434,9 +440,6 @@ class EMKernel(ChunkedKernel):
             variances = [tf.linalg.matmul(R, R, transpose_b=True) for R in factors]
             for few, (mean, var) in collapsed.items():
                 means[few], variances[few] = mean, var
-            if not self.rao_blackwell:
-                means = effects
-                variances = [tf.zeros_like(v) for v in variances]
             rate = tf.reduce_mean(accept_prob)
             t, h_bar, log_eps, log_eps_bar = hmc.adapt_step(
                 st["t"], st["h_bar"], st["log_eps_bar"], st["mu"], rate, self.target_accept
