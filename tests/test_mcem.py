@@ -138,6 +138,34 @@ def test_insteval_subset_agrees_with_exact_ml():
     assert np.all(np.abs(res.fixef() - exact.fixef()) < 0.25 * exact.bse())
 
 
+@pytest.mark.slow
+def test_full_insteval_meets_the_accuracy_targets():
+    """Issue #4's targets on the full data, against lme4 (``lmer(y ~ service + (1|s) + (1|d)
+    + (1|dept), InstEval, REML = FALSE)``): SD(s), SD(d), sigma within 2%, SD(dept) within
+    6%, fixed effects within 0.2 SE, log-likelihood gap under 0.1, and every difference
+    within 3 of the reported Monte Carlo standard errors."""
+    ref = reference("insteval_service_ML")
+    model = mtf.MixedLM.from_formula(
+        "y ~ service + (1|s) + (1|d) + (1|dept)", mtf.datasets.load("InstEval")
+    )
+    res = model.fit(seed=1, progress=False)
+    assert res.fit_info.converged
+    mc = res.fit_info.extra["mcse"]
+    est = np.array([f["estimate"] for f in ref["fixed_effects"]])  # fixef(m)
+    se = np.array([f["std_error"] for f in ref["fixed_effects"]])  # sqrt(diag(vcov(m)))
+    diff = res.fixef().to_numpy() - est
+    assert np.all(np.abs(diff) < 0.2 * se)
+    assert np.all(np.abs(diff) < 3 * np.array([mc["beta:(Intercept)"], mc["beta:service1"]]))
+    vc = res.varcorr()
+    want = [r["stddev_or_correlation"] for r in ref["VarCorr_table"]]  # VarCorr(m) sdcor
+    rel = vc.sdcor.to_numpy() / np.array(want) - 1
+    assert np.all(np.abs(rel[[0, 1, 3]]) < 0.02) and abs(rel[2]) < 0.06
+    keys = ["var:s:(Intercept)", "var:d:(Intercept)", "var:dept:(Intercept)", "sigma2"]
+    sd_mcse = np.array([mc[k] for k in keys]) / (2 * vc.sdcor.to_numpy() ** 2)  # relative
+    assert np.all(np.abs(rel) < 3 * sd_mcse)
+    assert ref["logLik"] - res.loglik < 0.1  # logLik(m)
+
+
 def test_summary_has_the_mcem_diagnostics(sleep_mcem):
     text = sleep_mcem.summary().as_text()
     assert "Method:           Monte Carlo EM (ML)" in text
