@@ -28,8 +28,7 @@ from scipy.optimize import minimize
 
 import mixedtf as mtf
 from mixedtf.fit import marginal_loglik
-from mixedtf.fit.blocked import CrossProducts, factorize
-from mixedtf.fit.covariance import theta_from_factors
+from mixedtf.linalg import CrossProducts, factorize, theta_from_factors
 
 FORMULA = "y ~ service + (1|s) + (1|d) + (1|dept)"
 

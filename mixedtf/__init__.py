@@ -4,7 +4,8 @@ Importing the package, its formula layer or its design builder does not import
 TensorFlow; the estimators load it when a fit needs it.
 """
 
-from mixedtf import datasets, errors
+from mixedtf import datasets, errors, families
+from mixedtf._version import __version__
 from mixedtf.design import Design, build_design
 from mixedtf.errors import (
     ConvergenceWarning,
@@ -16,13 +17,12 @@ from mixedtf.errors import (
     MixedTFWarning,
     ModelTooLargeError,
     MonteCarloWarning,
+    OptionError,
     SingularFitWarning,
 )
 from mixedtf.formula import parse_formula
 from mixedtf.mixedlm import MixedLM, glmer, lmer
 from mixedtf.results import anova, load
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning",
@@ -36,11 +36,14 @@ __all__ = [
     "MixedTFWarning",
     "ModelTooLargeError",
     "MonteCarloWarning",
+    "OptionError",
     "SingularFitWarning",
+    "__version__",
     "anova",
     "build_design",
     "datasets",
     "errors",
+    "families",
     "glmer",
     "lmer",
     "load",

@@ -19,6 +19,7 @@ __all__ = [
     "MixedTFWarning",
     "ModelTooLargeError",
     "MonteCarloWarning",
+    "OptionError",
     "SingularFitWarning",
     "warn",
 ]
@@ -52,6 +53,15 @@ class DesignError(MixedTFError, ValueError):
 
 class FamilyError(MixedTFError, ValueError):
     """The response does not fit the chosen family (e.g. negative counts for Poisson)."""
+
+
+class OptionError(MixedTFError, TypeError, ValueError):
+    """An estimator option that the chosen method does not take, or a value it cannot use.
+
+    A ``TypeError`` (an unexpected keyword) and a ``ValueError`` (a bad value) both, so
+    callers catching either keep working; the message names the option and lists the
+    options the method takes.
+    """
 
 
 class ModelTooLargeError(MixedTFError, MemoryError):

@@ -1,4 +1,5 @@
-"""``MixedLM``: the public model object, from an lme4 formula to a fit.
+"""``MixedLM``: the public model object, from an lme4 formula to a fit; ``lmer`` and
+``glmer`` as lme4 spells them.
 
 The estimators are imported when ``fit`` runs, so building a model (formula and
 design) never imports TensorFlow.
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mixedtf.design import FAMILIES, Design, build_design
-from mixedtf.errors import DesignError
+from mixedtf import families
+from mixedtf.design import Design, build_design
+from mixedtf.errors import DesignError, OptionError
+from mixedtf.fit import fit as fit_design
 from mixedtf.formula import Formula, parse_formula
-
-METHODS = ("mcem", "ml", "reml", "laplace")
+from mixedtf.results import MixedLMResults
 
 
 class MixedLM:
@@ -28,50 +30,70 @@ class MixedLM:
     def __init__(
         self,
         formula: Formula,
-        family: str = "gaussian",
+        family: families.Family | None = None,
         design: Design | None = None,
-        link: str | None = None,
         weights: Any = None,
     ) -> None:
         self.formula = formula
-        self.family = family
-        self.link = link
+        self.family_spec = family or families.Gaussian()
         self.weights = weights
         self.design = design
 
+    @property
+    def family(self) -> str:
+        """The family's name (``family_spec`` is the family object, with its link)."""
+        return self.family_spec.name
+
+    @property
+    def link(self) -> str:
+        return self.family_spec.link
+
     @classmethod
     def from_formula(
-        cls, formula: str, data: Any = None, family: Any = "gaussian", weights: Any = None
+        cls,
+        formula: str,
+        data: Any = None,
+        family: Any = "gaussian",
+        weights: Any = None,
+        link: str | None = None,
     ) -> MixedLM:
         """Parse ``formula``; with ``data``, build the design at once so formula and data errors
         surface here.
 
         Args:
             family: ``"gaussian"``, ``"binomial"``, ``"poisson"``, ``"ordinal"``, or a family
-                object such as ``mixedtf.model.family.Binomial(link="probit")``.
+                object such as ``mixedtf.families.Binomial(link="probit")``.
             weights: binomial trials (a column name or array) for a response of proportions.
+            link: the family's link, when the family is given by name.
 
         Raises:
             FormulaSyntaxError: the formula does not parse (the message points at the position).
             DesignError: the data do not fit the formula.
-            FamilyError: the response does not fit the family.
+            FamilyError: an unknown family or link, or a response the family cannot take.
         """
-        name, link = _family_name(family)
+        spec = families.get(family, link)
         parsed = parse_formula(formula)
-        design = build_design(parsed, data, name, weights) if data is not None else None
-        return cls(parsed, name, design, link, weights)
+        design = build_design(parsed, data, spec, weights) if data is not None else None
+        return cls(parsed, spec, design, weights)
 
     def design_for(self, data: Any = None) -> Design:
         """The design on ``data``, or the one built at construction when ``data`` is None."""
         if data is not None:
-            return build_design(self.formula, data, self.family, self.weights)
+            return build_design(self.formula, data, self.family_spec, self.weights)
         if self.design is None:
             raise DesignError(
                 "no data: pass data to MixedLM.from_formula(formula, data) or to fit(data)."
             )
         return self.design
 
-    def fit(self, data: Any = None, method: str = "mcem", seed: int | None = None, **options: Any):
+    def fit(
+        self,
+        data: Any = None,
+        method: str = "mcem",
+        seed: int | None = None,
+        progress: bool | None = None,
+        **options: Any,
+    ) -> MixedLMResults:
         """Fit the model.
 
         Args:
@@ -81,47 +103,36 @@ class MixedLM:
                 marginal likelihood (profiled, as lme4's ``lmer``); ``"laplace"`` for binomial,
                 Poisson and ordinal models by the Laplace approximation, or adaptive
                 Gauss-Hermite quadrature with ``n_agq > 1`` (as lme4's ``glmer``).
-            seed: seed of Monte Carlo EM; the same seed gives the same fit on a CPU.
-            **options: estimator options (``mixedtf.fit.mcem.MCEMOptions`` for MCEM;
-                ``fit_marginal``'s keyword arguments for ML/REML).
+            seed: seed of Monte Carlo EM; the same seed gives the same fit on a CPU. The
+                exact and Laplace fits are deterministic and ignore it.
+            progress: MCEM's progress bar (default: when stderr is a terminal); the exact and
+                Laplace fits ignore it.
+            **options: the method's options, checked against its class in
+                :mod:`mixedtf.fit.options` (``ExactOptions`` for ``"ml"``/``"reml"``,
+                ``LaplaceOptions`` for ``"laplace"``, ``MCEMOptions`` for ``"mcem"``).
+
+        Raises:
+            OptionError: an unknown or misplaced option (the message lists the method's
+                options), a bad value, or a method that does not fit the family.
         """
-        method = str(method).lower()
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
-        design = self.design_for(data)
-        if method in ("ml", "reml"):
-            if self.family != "gaussian":
-                raise ValueError(
-                    f"method={method!r} is the exact Gaussian likelihood; family is {self.family!r}. "
-                    "Use method='mcem'."
-                )
-            from mixedtf.fit import fit_marginal
-
-            return fit_marginal(design, reml=method == "reml", **options)
-        if self.link is not None and self.family != "gaussian":
-            options.setdefault("link", self.link)
-        if method == "laplace":
-            if self.family == "gaussian":
-                raise ValueError(
-                    "method='laplace' fits binomial, Poisson and ordinal models; family is "
-                    "'gaussian', whose likelihood is exact: use method='ml' or 'reml'."
-                )
-            from mixedtf.fit.laplace import fit_laplace
-
-            return fit_laplace(design, **options)
-        from mixedtf.fit.mcem import fit_mcem  # imports TensorFlow
-
-        return fit_mcem(design, seed=seed, **options)
+        return fit_design(self.design_for(data), method, options, seed, progress)
 
     def compile(self, data: Any = None, dtype: str = "float64"):
-        """The model compiled for TensorFlow (:class:`mixedtf.model.CompiledModel`)."""
+        """The model compiled for TensorFlow (:class:`mixedtf.model.CompiledModel`), its
+        parameters starting where MCEM starts."""
         import tensorflow as tf
 
+        from mixedtf.fit.start import mcem_start
         from mixedtf.model import compile_model
-        from mixedtf.model.family import get_family
 
-        family = get_family(self.family, self.link)
-        return compile_model(self.design_for(data), family, dtype=tf.as_dtype(dtype))
+        design = self.design_for(data)
+        start = mcem_start(design)
+        init = {"beta": start.beta, "covs": start.covs}
+        if start.sigma2 is not None:
+            init["sigma"] = start.sigma2**0.5
+        if start.cuts is not None and start.cuts.size:
+            init["cutpoints"] = start.cuts
+        return compile_model(design, dtype=tf.as_dtype(dtype), init=init)
 
     def joint_distribution(self, params: dict | None = None, data: Any = None):
         """The model as a TFP ``JointDistributionNamed`` at ``params`` (constrained values keyed
@@ -133,35 +144,59 @@ class MixedLM:
         )
 
     def __repr__(self) -> str:
-        return f"MixedLM({str(self.formula)!r}, family={self.family!r})"
+        return f"MixedLM({str(self.formula)!r}, family={self.family_spec!r})"
 
 
-def _family_name(family: Any) -> tuple[str, str | None]:
-    """The family's name and, for a family object, its link."""
-    name = getattr(family, "name", family)
-    if not isinstance(name, str) or name.lower() not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES} (or a family object); got {family!r}.")
-    return name.lower(), getattr(family, "link", None)
+def lmer(
+    formula: str,
+    data: Any,
+    REML: bool | None = None,
+    method: str | None = None,
+    seed: int | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> MixedLMResults:
+    """lme4's ``lmer``: a linear mixed model by REML (default) or ML (``REML=False``);
+    ``method="mcem"`` fits it by Monte Carlo EM instead (maximum likelihood).
+
+    Raises:
+        OptionError: ``REML`` contradicts ``method``, or an option the method does not take.
+    """
+    if method is None:
+        method = "ml" if REML is False else "reml"
+    elif REML is not None:
+        wanted = str(method).lower()
+        if (REML and wanted != "reml") or (not REML and wanted == "reml"):
+            raise OptionError(
+                f"REML={REML} contradicts method={method!r}: REML is the exact estimator's "
+                "criterion (method='reml'); ML is method='ml' or, by Monte Carlo, 'mcem'. "
+                "Give one of them."
+            )
+    model = MixedLM.from_formula(formula, data)
+    return model.fit(method=method, seed=seed, progress=progress, **options)
 
 
 def glmer(
     formula: str,
     data: Any,
     family: Any = "binomial",
-    nAGQ: int = 1,
+    nAGQ: int | None = None,
     weights: Any = None,
     method: str = "laplace",
+    link: str | None = None,
+    seed: int | None = None,
+    progress: bool | None = None,
     **options: Any,
-):
+) -> MixedLMResults:
     """lme4's ``glmer``: a binomial, Poisson or ordinal GLMM by the Laplace approximation
-    (``nAGQ = 1``) or adaptive Gauss-Hermite quadrature (``nAGQ > 1``, one scalar random
-    term); ``method="mcem"`` fits it by Monte Carlo EM instead."""
-    model = MixedLM.from_formula(formula, data, family=family, weights=weights)
-    if method == "laplace":
-        options["n_agq"] = nAGQ
-    return model.fit(method=method, **options)
+    (``nAGQ = 1``, the default) or adaptive Gauss-Hermite quadrature (``nAGQ > 1``, one
+    scalar random term); ``method="mcem"`` fits it by Monte Carlo EM instead (which takes
+    no ``nAGQ``).
 
-
-def lmer(formula: str, data: Any, REML: bool = True, **options: Any):
-    """lme4's ``lmer``: fit a linear mixed model by REML (default) or ML."""
-    return MixedLM.from_formula(formula, data).fit(method="reml" if REML else "ml", **options)
+    Raises:
+        OptionError: ``nAGQ`` with ``method="mcem"``, or an option the method does not take.
+    """
+    if nAGQ is not None:
+        options["nAGQ"] = nAGQ
+    model = MixedLM.from_formula(formula, data, family=family, weights=weights, link=link)
+    return model.fit(method=method, seed=seed, progress=progress, **options)

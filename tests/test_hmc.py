@@ -9,8 +9,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import tensorflow as tf
 
-from mixedtf.fit import hmc
-from mixedtf.fit.kernel import iteration_noise
+from mixedtf.fit.mcem import hmc
+from mixedtf.fit.mcem.kernel import iteration_noise
 
 
 def test_transition_leaves_a_gaussian_invariant():

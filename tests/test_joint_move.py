@@ -16,8 +16,8 @@ from scipy.linalg import block_diag
 
 import mixedtf as mtf
 from mixedtf.design import build_design
-from mixedtf.fit.joint_move import joint_move, nested_pairs, pair_noise_shapes
-from mixedtf.fit.kernel import iteration_noise, level_factors, whitened_transition
+from mixedtf.fit.mcem.joint_move import joint_move, nested_pairs, pair_noise_shapes
+from mixedtf.fit.mcem.kernel import iteration_noise, level_factors, whitened_transition
 from mixedtf.model import compile_model
 
 

@@ -16,7 +16,7 @@ from scipy.stats import multivariate_normal
 import mixedtf as mtf
 from mixedtf import ConvergenceWarning, ModelTooLargeError, SingularFitWarning
 from mixedtf.design import build_design
-from mixedtf.fit import fit_marginal, marginal_loglik
+from mixedtf.fit import ExactOptions, fit_exact, marginal_loglik
 
 
 @pytest.fixture(scope="session")
@@ -199,7 +199,7 @@ def test_loglik_equals_dense_multivariate_normal(formula):
 
 def test_ml_fit_maximises_the_dense_likelihood():
     design = build_design("y ~ x + (1 | g) + (1 | h)", _tiny(seed=3, n=60))
-    res = fit_marginal(design, reml=False)
+    res = fit_exact(design, reml=False)
     covs = [c for c in res.covariances]
     Z, Sigma = _dense_parts(design, covs)
     V = Z @ Sigma @ Z.T + res.sigma**2 * np.eye(design.nobs)
@@ -225,7 +225,7 @@ def test_singular_fit_warns():
 def test_convergence_warning_when_budget_runs_out(sleepstudy):
     design = build_design("Reaction ~ Days + (Days | Subject)", sleepstudy)
     with pytest.warns(ConvergenceWarning, match="did not converge"):
-        res = fit_marginal(design, reml=True, max_evaluations=8)
+        res = fit_exact(design, reml=True, options=ExactOptions(max_evaluations=8))
     assert not res.fit_info.converged
 
 
@@ -240,7 +240,7 @@ def test_fit_info(sleepstudy):
 def test_too_large_model_points_to_mcem():
     design = build_design("y ~ service + (1|s) + (1|d) + (1|dept)", mtf.datasets.load("InstEval"))
     with pytest.raises(ModelTooLargeError, match="method='mcem'"):
-        fit_marginal(design, reml=False, max_dense_bytes=2**20)
+        fit_exact(design, reml=False, options=ExactOptions(max_dense_bytes=2**20))
 
 
 def test_exact_methods_refuse_non_gaussian_and_no_random_terms(sleepstudy):
@@ -294,8 +294,8 @@ def _three_factors(seed: int = 11, n: int = 1500):
 @pytest.mark.parametrize("reml", [False, True])
 def test_profiling_the_tail_finds_the_direct_optimum(formula, reml):
     design = build_design(formula, _three_factors())
-    nested = fit_marginal(design, reml=reml, profile_tail=True)
-    direct = fit_marginal(design, reml=reml, profile_tail=False, tolerance=1e-7)
+    nested = fit_exact(design, reml=reml, options=ExactOptions(profile_tail=True))
+    direct = fit_exact(design, reml=reml, options=ExactOptions(profile_tail=False, tolerance=1e-7))
     assert "profiled_tail_terms" in nested.fit_info.extra
     assert "profiled_tail_terms" not in direct.fit_info.extra
     assert nested.loglik == pytest.approx(direct.loglik, abs=1e-5)

@@ -182,7 +182,7 @@ def test_mcem_needs_a_random_term(sleepstudy):
 
 
 def test_traced_levels_by_count_or_by_label(sleepstudy):
-    from mixedtf.fit.mcem import traced_levels
+    from mixedtf.fit.mcem.driver import traced_levels
 
     design = mtf.build_design("Reaction ~ Days + (Days || Subject)", sleepstudy)
     # (Days || Subject) is two groupings on Subject: Subject and Subject.1
@@ -191,5 +191,5 @@ def test_traced_levels_by_count_or_by_label(sleepstudy):
     assert [t.tolist() for t in picked] == [[], [2, 0]]
     with pytest.raises(ValueError, match=r"\['999'\] are not levels of 'Subject'"):
         traced_levels(design, {"Subject": ["999"]})
-    with pytest.raises(ValueError, match="trace_levels must be >= 0"):
-        traced_levels(design, -1)
+    with pytest.raises(mtf.OptionError, match="trace_levels must be >= 0"):
+        MCEMOptions(trace_levels=-1)

@@ -26,7 +26,7 @@ def pinned(warnings=()):
         loglik=ref["logLik"],
         deviance=ref["deviance"],
         reml_criterion=ref["REML_criterion"],  # logLik(m)
-        fit_info=FitInfo("reml", True, 40, 43, 0.0, "COBYQA", extra={"warnings": list(warnings)}),
+        fit_info=FitInfo("reml", True, 40, 43, 0.0, "COBYQA", warnings=list(warnings)),
     )
 
 

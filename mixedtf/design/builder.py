@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from formulaic import ModelSpec
 
+from mixedtf import families
 from mixedtf.design.data import (
     EVAL_CONTEXT,
     as_frame,
@@ -28,8 +29,6 @@ from mixedtf.design.naming import r_model_matrix
 from mixedtf.design.response import build_response
 from mixedtf.errors import DesignError, FamilyError, MixedTFWarning
 from mixedtf.formula import Formula, parse_formula
-
-FAMILIES = ("gaussian", "binomial", "poisson", "ordinal")
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +55,7 @@ class Design:
     Attributes:
         formula: the parsed formula.
         family: family name, which decides how the response is coerced.
+        link: the family's link (see :mod:`mixedtf.families`).
         y: float64 response (``n x 2`` successes/failures for ``cbind``).
         response_levels: labels of a factor response, else ``None``.
         X: float64 ``n x p`` fixed-effects model matrix.
@@ -80,10 +80,36 @@ class Design:
     index: pd.Index
     n_dropped: int
     data: pd.DataFrame | None = None
+    link: str = ""
+
+    @property
+    def family_spec(self) -> families.Family:
+        """The family object (:mod:`mixedtf.families`) with this design's link."""
+        return families.get(self.family, self.link or None)
 
     @property
     def nobs(self) -> int:
         return self.X.shape[0]
+
+    @property
+    def outcome(self) -> np.ndarray:
+        """The response as the likelihood reads it, one number per row: the successes of a
+        binomial response, the category ``1..K`` of an ordinal one, else ``y``."""
+        return self.y[:, 0] if self.y.ndim == 2 else self.y
+
+    @property
+    def trials(self) -> np.ndarray | None:
+        """Binomial trials per row (``s + f`` of ``cbind(s, f)``, 1 for a 0/1 response);
+        None for the other families."""
+        if self.family != "binomial":
+            return None
+        return self.y.sum(axis=1) if self.y.ndim == 2 else np.ones_like(self.y)
+
+    @property
+    def proportion(self) -> np.ndarray:
+        """The response on the mean's scale: successes per trial (binomial), else ``y``."""
+        trials = self.trials
+        return self.outcome if trials is None else self.outcome / np.maximum(trials, 1.0)
 
     @property
     def ngroups(self) -> dict[str, int]:
@@ -169,7 +195,10 @@ WEIGHTS = "(weights)"
 
 
 def build_design(
-    formula: str | Formula, data: Any, family: str = "gaussian", weights: Any = None
+    formula: str | Formula,
+    data: Any,
+    family: str | families.Family = "gaussian",
+    weights: Any = None,
 ) -> Design:
     """Build the design of an lme4 formula on ``data`` (DataFrame or dict of arrays).
 
@@ -178,6 +207,8 @@ def build_design(
     has no intercept (the cutpoints take its place, as ``ordinal::clmm``).
 
     Args:
+        family: a family name or object (:mod:`mixedtf.families`); decides how the response
+            is coerced, and carries the link to the estimators.
         weights: binomial trials per row (a column name or an array), with a response of
             proportions, as ``glmer(y ~ ..., weights = n)``; stored as
             ``cbind(y * n, n - y * n)``.
@@ -185,10 +216,11 @@ def build_design(
     Raises:
         FormulaSyntaxError: the formula does not parse.
         DesignError: the data do not fit the formula.
+        FamilyError: an unknown family or link, or a response the family cannot take.
     """
     parsed = parse_formula(formula) if isinstance(formula, str) else formula
-    if family not in FAMILIES:
-        raise DesignError(f"family must be one of {FAMILIES}; got {family!r}.")
+    spec = families.get(family)
+    family = spec.name
     frame = as_frame(data)
     names = used_columns(parsed)
     check_columns(frame, names)
@@ -225,6 +257,7 @@ def build_design(
         index=complete.index,
         n_dropped=len(frame) - len(complete),
         data=complete[names],
+        link=spec.link,
     )
 
 

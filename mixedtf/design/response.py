@@ -117,12 +117,3 @@ def _check_counts(y: np.ndarray, what: str, family: str) -> None:
 def _check_categories(k: int, expr: str) -> None:
     if k < 2:
         raise FamilyError(f"an ordinal response needs at least two categories; {expr!r} has {k}.")
-
-
-def start_cutpoints(y: np.ndarray) -> np.ndarray:
-    """Ordinal cutpoints from the marginal cumulative proportions of ``y`` in ``1..K``:
-    ``c_k = logit(P(y <= k))`` (the fit without covariates)."""
-    K = int(np.max(y))
-    counts = np.bincount(y.astype(np.int64) - 1, minlength=K)[:K] + 0.5
-    cum = np.cumsum(counts)[:-1] / counts.sum()
-    return np.log(cum / (1.0 - cum))

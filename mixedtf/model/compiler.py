@@ -24,16 +24,20 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from mixedtf import families
 from mixedtf.design import Design
-from mixedtf.model.family import Family, get_family
+from mixedtf.errors import FamilyError
+from mixedtf.model.family import Likelihood, likelihood_of
 from mixedtf.model.gather import LevelGather, choose_mode
 from mixedtf.model.parameters import Parameter, node_name, parameter_table, scale_name
 
 tfd = tfp.distributions
 
 
-def default_device() -> str:
-    """``"GPU"`` when TensorFlow sees one, else ``"CPU"``."""
+def default_device(requested: str | None = None) -> str:
+    """``requested`` upper-cased, or ``"GPU"`` when TensorFlow sees one, else ``"CPU"``."""
+    if requested:
+        return str(requested).upper()
     return "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
 
 
@@ -42,7 +46,7 @@ class CompiledModel:
     """A design compiled for TensorFlow: constant tensors, gathers and the parameter table."""
 
     design: Design
-    family: Family
+    family: Likelihood
     dtype: tf.DType
     device: str
     parameters: tuple[Parameter, ...]
@@ -125,35 +129,37 @@ class CompiledModel:
 def response_arrays(design: Design) -> tuple[np.ndarray, np.ndarray | None]:
     """The response as the family's distribution takes it, and the binomial trials:
     ``cbind(s, f)`` gives ``y = s`` out of ``s + f``; an ordinal ``1..K`` becomes ``0..K-1``."""
-    y = design.y
-    if design.family == "binomial":
-        if y.ndim == 2:
-            return y[:, 0], y[:, 0] + y[:, 1]
-        return y, np.ones_like(y)
-    if design.family == "ordinal":
-        return y - 1.0, None
-    return y, None
+    y = design.outcome
+    return (y - 1.0 if design.family == "ordinal" else y), design.trials
 
 
 def compile_model(
     design: Design,
-    family: str | Family = "gaussian",
+    family: str | families.Family | None = None,
     dtype: tf.DType = tf.float64,
     device: str | None = None,
     gather_mode: str | None = None,
+    init: dict | None = None,
 ) -> CompiledModel:
-    """Compile ``design`` and ``family`` into a :class:`CompiledModel`.
+    """Compile ``design`` into a :class:`CompiledModel`.
 
     Args:
+        family: the design's family (default), or the same family by name or object.
         dtype: float64 (default) or float32 (faster on GPUs).
         device: ``"CPU"`` or ``"GPU"``; default: GPU when TensorFlow sees one.
         gather_mode: force one gradient form for every term (tests); default per device.
+        init: the parameters' initial values (see :func:`parameter_table`).
     """
-    fam = get_family(family)
-    if fam.name != design.family:
-        raise ValueError(f"the design was built for family {design.family!r}; got {fam.name!r}.")
+    spec = design.family_spec
+    given = spec if family is None else families.get(family, None)
+    if given.name != spec.name or (isinstance(family, families.Family) and given != spec):
+        raise FamilyError(
+            f"the design was built for {spec!r} ({spec.name}); got {given!r}. Build the design "
+            "with the family and link to compile."
+        )
+    fam = likelihood_of(spec)
     y, trials = response_arrays(design)
-    device = (device or default_device()).upper()
+    device = default_device(device)
     np_dtype = dtype.as_numpy_dtype
     gathers = tuple(
         LevelGather.build(
@@ -166,7 +172,7 @@ def compile_model(
         family=fam,
         dtype=dtype,
         device=device,
-        parameters=parameter_table(design, fam.has_scale, fam.has_cutpoints),
+        parameters=parameter_table(design, fam.has_scale, fam.has_cutpoints, init),
         nodes=tuple(node_name(g) for g in design.groupings),
         X=tf.constant(design.X.astype(np_dtype)),
         y=tf.constant(y.astype(np_dtype)),

@@ -1,7 +1,9 @@
-"""Response families: a distribution and a link, kept apart from the rest of the model.
+"""The families' response distributions on TensorFlow, for the compiled model.
 
-A family turns the linear predictor ``eta`` (and its own parameters: the Gaussian residual
-SD, the ordinal cutpoints) into the response distribution of the compiled model:
+The family itself -- its name, link and which parameters it has -- is the TF-free
+:mod:`mixedtf.families`; :func:`likelihood_of` pairs it with the TensorFlow code that turns
+the linear predictor ``eta`` (and the family's own parameters: the Gaussian residual SD,
+the ordinal cutpoints) into the response distribution:
 
 * ``Gaussian``: ``y ~ N(eta, sigma^2)``;
 * ``Binomial``: ``y ~ Binomial(trials, g^{-1}(eta))`` with ``g`` logit or probit;
@@ -21,25 +23,34 @@ from dataclasses import dataclass
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from mixedtf import families
+
 tfd = tfp.distributions
 
 
 @dataclass(frozen=True)
-class Family:
-    """Base class: ``name``, ``link`` and the response distribution given ``eta``."""
+class Likelihood:
+    """Base class: the family (``spec``) and the response distribution given ``eta``."""
 
-    name: str
-    link: str
+    spec: families.Family
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def link(self) -> str:
+        return self.spec.link
 
     @property
     def has_scale(self) -> bool:
         """Whether the family has a residual scale parameter (``sigma``)."""
-        return False
+        return self.spec.has_scale
 
     @property
     def has_cutpoints(self) -> bool:
         """Whether the family has ordered cutpoints (ordinal) in place of an intercept."""
-        return False
+        return self.spec.has_cutpoints
 
     def distribution(
         self, eta: tf.Tensor, params: dict[str, tf.Tensor], trials: tf.Tensor | None = None
@@ -65,15 +76,8 @@ class Family:
 
 
 @dataclass(frozen=True)
-class Gaussian(Family):
+class GaussianLikelihood(Likelihood):
     """Normal response, identity link: ``y ~ N(eta, sigma^2)``."""
-
-    name: str = "gaussian"
-    link: str = "identity"
-
-    @property
-    def has_scale(self) -> bool:
-        return True
 
     def distribution(self, eta, params, trials=None) -> tfd.Distribution:
         sigma = params["sigma"][..., tf.newaxis]
@@ -81,15 +85,8 @@ class Gaussian(Family):
 
 
 @dataclass(frozen=True)
-class Binomial(Family):
+class BinomialLikelihood(Likelihood):
     """Binomial counts out of ``trials`` (1 for a 0/1 response); link logit or probit."""
-
-    name: str = "binomial"
-    link: str = "logit"
-
-    def __post_init__(self) -> None:
-        if self.link not in ("logit", "probit"):
-            raise ValueError(f"binomial link must be 'logit' or 'probit'; got {self.link!r}.")
 
     def distribution(self, eta, params, trials=None) -> tfd.Distribution:
         count = tf.ones_like(eta) if trials is None else trials + tf.zeros_like(eta)
@@ -102,11 +99,8 @@ class Binomial(Family):
 
 
 @dataclass(frozen=True)
-class Poisson(Family):
+class PoissonLikelihood(Likelihood):
     """Poisson counts, log link."""
-
-    name: str = "poisson"
-    link: str = "log"
 
     def distribution(self, eta, params, trials=None) -> tfd.Distribution:
         return tfd.Independent(tfd.Poisson(log_rate=eta), reinterpreted_batch_ndims=1)
@@ -119,16 +113,9 @@ class Poisson(Family):
 
 
 @dataclass(frozen=True)
-class Ordinal(Family):
+class OrdinalLikelihood(Likelihood):
     """Cumulative logit for ordered categories coded ``0..K-1``:
     ``P(y <= k) = logistic(c_k - eta)``, cutpoints ``params["cutpoints"]``."""
-
-    name: str = "ordinal"
-    link: str = "logit"
-
-    @property
-    def has_cutpoints(self) -> bool:
-        return True
 
     def distribution(self, eta, params, trials=None) -> tfd.Distribution:
         return tfd.Independent(
@@ -160,22 +147,16 @@ class Ordinal(Family):
         return tf.reduce_sum(ll, -1)
 
 
-FAMILIES: dict[str, type[Family]] = {
-    "gaussian": Gaussian,
-    "binomial": Binomial,
-    "poisson": Poisson,
-    "ordinal": Ordinal,
+LIKELIHOODS: dict[str, type[Likelihood]] = {
+    "gaussian": GaussianLikelihood,
+    "binomial": BinomialLikelihood,
+    "poisson": PoissonLikelihood,
+    "ordinal": OrdinalLikelihood,
 }
 
 
-def get_family(family: str | Family, link: str | None = None) -> Family:
-    """A family object from its name (with an optional ``link``) or itself."""
-    if isinstance(family, Family):
-        return family
-    try:
-        cls = FAMILIES[str(family).lower()]
-    except KeyError:
-        raise ValueError(
-            f"family must be one of {sorted(FAMILIES)} (or a Family object); got {family!r}."
-        ) from None
-    return cls() if link is None else cls(link=link)
+def likelihood_of(family: str | families.Family, link: str | None = None) -> Likelihood:
+    """The TensorFlow likelihood of a family (a name with an optional link, or a family
+    object of :mod:`mixedtf.families`); links are validated there."""
+    spec = families.get(family, link)
+    return LIKELIHOODS[spec.name](spec)

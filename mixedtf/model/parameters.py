@@ -16,7 +16,6 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from mixedtf.design import Design, GroupingSpec
-from mixedtf.design.response import start_cutpoints
 
 tfb = tfp.bijectors
 
@@ -48,49 +47,47 @@ def scale_name(g: GroupingSpec) -> str:
     return f"sd_{node_name(g)[2:]}" if g.k == 1 else f"scale_tril_{node_name(g)[2:]}"
 
 
-def start_values(design: Design) -> dict[str, np.ndarray]:
-    """Independent starting values: least squares for beta and a moment split of the residual
-    variance (``var(ave(resid, g))`` per term's intercept, as lme4 PR #245) for the rest."""
-    y = design.y[:, 0] / np.maximum(design.y.sum(axis=1), 1.0) if design.y.ndim == 2 else design.y
-    X, y = design.X, y - design.offset
-    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
-    resid = y - X @ beta
-    total = float(np.var(resid))
-    series = pd.Series(resid)
-    between = [float(series.groupby(g.codes).transform("mean").var()) for g in design.groupings]
-    residual = max(total - sum(between), 0.1 * total)
-    out: dict[str, np.ndarray] = {"beta": beta, "sigma": np.array(np.sqrt(residual))}
-    for g, v in zip(design.groupings, between, strict=True):
-        sds = []
-        for c in range(g.k):
-            zc = g.z[:, c]
-            if np.allclose(zc, 1.0):
-                sds.append(np.sqrt(max(v, 0.01 * total)))
-            else:  # a slope: a tenth of the residual SD per unit of the covariate
-                sds.append(0.1 * np.sqrt(residual) / max(float(np.std(zc)), 1e-8))
-        out[scale_name(g)] = np.array(sds[0]) if g.k == 1 else np.diag(sds)
+def neutral_start(design: Design, has_cutpoints: bool = False) -> dict[str, np.ndarray]:
+    """Parameter values that assume nothing about the data: beta 0, unit SDs and residual
+    SD, evenly spaced cutpoints. The estimators' data-based starts are in
+    :mod:`mixedtf.fit.start`."""
+    out: dict[str, np.ndarray] = {
+        "beta": np.zeros(design.X.shape[1]),
+        "sigma": np.array(1.0),
+        "covs": [np.eye(g.k) for g in design.groupings],
+    }
+    if has_cutpoints:
+        K = int(design.outcome.max())
+        out["cutpoints"] = np.arange(K - 1, dtype=np.float64) - (K - 2) / 2.0
     return out
 
 
 def parameter_table(
-    design: Design, has_scale: bool = True, has_cutpoints: bool = False
+    design: Design,
+    has_scale: bool = True,
+    has_cutpoints: bool = False,
+    init: dict | None = None,
 ) -> tuple[Parameter, ...]:
     """The model's parameters in a fixed order: beta, the ordinal cutpoints (``Ascending``
-    keeps them ordered), each grouping's scale, sigma."""
-    init = start_values(design)
-    table = [Parameter("beta", (design.X.shape[1],), tfb.Identity(), init["beta"])]
+    keeps them ordered), each grouping's scale, sigma.
+
+    ``init``: initial values ``{"beta", "cutpoints", "covs" (per grouping), "sigma"}``;
+    missing entries from :func:`neutral_start`.
+    """
+    init = {**neutral_start(design, has_cutpoints), **(init or {})}
+    table = [Parameter("beta", (design.X.shape[1],), tfb.Identity(), np.asarray(init["beta"]))]
     if has_cutpoints:
-        cuts = start_cutpoints(design.y)
+        cuts = np.asarray(init["cutpoints"], dtype=np.float64)
         table.append(Parameter("cutpoints", cuts.shape, tfb.Ascending(), cuts))
-    for g in design.groupings:
-        name = scale_name(g)
+    for g, cov in zip(design.groupings, init["covs"], strict=True):
+        factor = np.linalg.cholesky(np.atleast_2d(cov))
         if g.k == 1:
-            table.append(Parameter(name, (), tfb.Exp(), init[name]))
+            table.append(Parameter(scale_name(g), (), tfb.Exp(), np.array(factor[0, 0])))
         else:
             bij = tfb.FillScaleTriL(diag_bijector=tfb.Exp(), diag_shift=None)
-            table.append(Parameter(name, (g.k, g.k), bij, init[name]))
+            table.append(Parameter(scale_name(g), (g.k, g.k), bij, factor))
     if has_scale:
-        table.append(Parameter("sigma", (), tfb.Exp(), init["sigma"]))
+        table.append(Parameter("sigma", (), tfb.Exp(), np.array(float(init["sigma"]))))
     return tuple(table)
 
 

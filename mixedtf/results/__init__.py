@@ -1,7 +1,8 @@
-"""Results of a fit: numbers (``MixedLMResults``) and fit diagnostics (``FitInfo``)."""
+"""Results of a fit: numbers (``MixedLMResults``), fit diagnostics (``FitInfo``), the MCEM
+check (``AnalyticCheck``), ``anova`` and ``load``."""
 
 from mixedtf.results.anova import anova
-from mixedtf.results.results import AnalyticCheck, FitInfo, MixedLMResults
-from mixedtf.results.storage import load_results as load
+from mixedtf.results.info import AnalyticCheck, FitInfo
+from mixedtf.results.results import MixedLMResults, load
 
 __all__ = ["AnalyticCheck", "FitInfo", "MixedLMResults", "anova", "load"]

@@ -43,16 +43,6 @@ def check_new_levels(new_levels: str) -> NewLevels:
     return new_levels  # type: ignore[return-value]
 
 
-def get_inverse_link(family: str, link: str):
-    """``g^{-1}`` of a binomial, Poisson or Gaussian family (numpy)."""
-    from scipy.special import expit, ndtr
-
-    table = {"logit": expit, "probit": ndtr, "log": np.exp, "identity": lambda x: x}
-    if link not in table:
-        raise ValueError(f"unknown link {link!r} for family {family!r}")
-    return table[link]
-
-
 def predict(res, newdata, include_random: bool, new_levels: NewLevels, type: str):
     """:meth:`MixedLMResults.predict` (see there)."""
     if type not in ("link", "response"):
@@ -77,7 +67,7 @@ def predict(res, newdata, include_random: bool, new_levels: NewLevels, type: str
         probs = category_probabilities(etas, res.cutpoints).mean(axis=0)
         levels = d.response_levels or [str(k + 1) for k in range(probs.shape[1])]
         return pd.DataFrame(probs, index=index, columns=list(levels))
-    mean = get_inverse_link(d.family, res.link)(etas).mean(axis=0)
+    mean = d.family_spec.inverse_link(etas).mean(axis=0)
     return pd.Series(mean, index=index, name="predicted")
 
 

@@ -6,8 +6,8 @@ Vocabulary follows lme4: ``fixef()``, ``vcov()``, ``varcorr()``, ``ranef()``,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -16,48 +16,9 @@ import pandas as pd
 from scipy import stats
 
 from mixedtf.design import Design
-from mixedtf.results.prediction import (
-    check_new_levels,
-    get_inverse_link,
-    predict,
-    random_part,
-)
-
-
-@dataclass(frozen=True)
-class FitInfo:
-    """How a fit went: method, convergence, effort and time.
-
-    ``iterations`` counts optimiser iterations (EM iterations for MCEM) and
-    ``n_evaluations`` objective evaluations; ``wall_time`` is seconds for the whole fit.
-    """
-
-    method: str
-    converged: bool
-    iterations: int
-    n_evaluations: int
-    wall_time: float
-    optimizer: str
-    message: str = ""
-    device: str = "CPU"
-    seed: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AnalyticCheck:
-    """MCEM estimates against the exact ML optimum (Gaussian models).
-
-    ``gap`` = exact log-likelihood at the optimum minus at the MCEM estimates (>= 0);
-    ``table`` has per parameter the MCEM and exact values, the difference, relative
-    difference and the difference in standard errors (exact SEs for fixed effects,
-    Monte Carlo SEs for variance parameters).
-    """
-
-    loglik_mcem: float
-    loglik_exact: float
-    gap: float
-    table: pd.DataFrame = field(repr=False)
+from mixedtf.results import storage
+from mixedtf.results.info import AnalyticCheck, FitInfo
+from mixedtf.results.prediction import check_new_levels, predict, random_part
 
 
 class MixedLMResults:
@@ -117,7 +78,8 @@ class MixedLMResults:
         self._condcov_fn = conditional_covariances
         self.cutpoints = None if cutpoints is None else np.asarray(cutpoints, dtype=np.float64)
         self.draws = draws
-        self.check = None  # MCEM fits of Gaussian models: the AnalyticCheck against exact ML
+        # MCEM fits of Gaussian models: the AnalyticCheck against exact ML
+        self.check: AnalyticCheck | None = None
 
     # -- sizes -----------------------------------------------------------------
     @property
@@ -131,7 +93,7 @@ class MixedLMResults:
     @property
     def has_scale(self) -> bool:
         """Whether the family has a residual SD (Gaussian); binomial and Poisson do not."""
-        return self.design.family == "gaussian"
+        return self.design.family_spec.has_scale
 
     @property
     def family(self) -> str:
@@ -139,8 +101,8 @@ class MixedLMResults:
 
     @property
     def link(self) -> str:
-        default = {"gaussian": "identity", "poisson": "log"}.get(self.design.family, "logit")
-        return self.fit_info.extra.get("link", default)
+        """The family's link (``"identity"``, ``"logit"``, ``"probit"``, ``"log"``)."""
+        return self.design.family_spec.link
 
     @property
     def df_model(self) -> int:
@@ -280,7 +242,7 @@ class MixedLMResults:
         d = self.design
         eta = d.X @ self._beta + d.offset + random_part(d.groupings, self._modes, "population")
         if self.design.family in ("binomial", "poisson"):
-            eta = get_inverse_link(self.design.family, self.link)(eta)
+            eta = d.family_spec.inverse_link(eta)
         return pd.Series(eta, index=d.index, name="fitted")
 
     def resid(self) -> pd.Series:
@@ -289,8 +251,7 @@ class MixedLMResults:
         d = self.design
         if d.family == "ordinal":
             raise NotImplementedError("response residuals are not defined for ordinal models")
-        y = d.y[:, 0] / d.y.sum(axis=1) if d.y.ndim == 2 else d.y
-        return pd.Series(y, index=d.index, name="resid") - self.fitted().rename("resid")
+        return pd.Series(d.proportion, index=d.index, name="resid") - self.fitted().rename("resid")
 
     def predict(
         self,
@@ -323,9 +284,7 @@ class MixedLMResults:
     def save(self, path) -> None:
         """Write the fit to ``path`` (a NumPy ``.npz`` archive with a JSON header, read back
         with :func:`mixedtf.load`; no pickle, see :mod:`mixedtf.results.storage`)."""
-        from mixedtf.results.storage import save_results
-
-        save_results(self, path)
+        storage.save(self, path)
 
     def summary(self, alpha: float = 0.05):
         """Header, fixed-effects table, random-effects table, MCEM diagnostics and warnings
@@ -339,3 +298,17 @@ class MixedLMResults:
             f"<MixedLMResults {self.method.upper()} {self.design.formula.text!r}: "
             f"logLik={self.loglik:.4f}, nobs={self.nobs}>"
         )
+
+
+def load(path: str | os.PathLike) -> MixedLMResults:
+    """Read a fit written by :meth:`MixedLMResults.save` (``mixedtf.load``); loading never
+    runs code (no pickle) and does not import TensorFlow.
+
+    Raises:
+        MixedTFError: the file is not a mixedtf results file, or its data no longer rebuild
+            the fitted design.
+    """
+    stored = storage.read(path)
+    res = MixedLMResults(**stored.arguments)
+    res.check = stored.check
+    return res

@@ -129,24 +129,31 @@ def _random_table(res) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Group", "Name", "Variance", "Std.Dev.", "Corr"])
 
 
-def summarize(res, alpha: float = 0.05) -> Summary:
-    """The :class:`Summary` of a fitted model."""
+METHOD_NAMES = {
+    "ml": "ML (exact)",
+    "reml": "REML (exact)",
+    "mcem": "Monte Carlo EM (ML)",
+    "laplace": "Laplace (ML)",
+}
+
+
+def _method_name(res) -> str:
+    info = res.fit_info
+    if res.method == "agq":
+        return f"AGQ, {info.n_agq} nodes (ML)"
+    return METHOD_NAMES.get(res.method, res.method)
+
+
+def _header(res) -> list[tuple[str, str]]:
     info = res.fit_info
     groups = ", ".join(f"{k} ({v})" for k, v in res.ngroups.items())
-    method = {
-        "ml": "ML (exact)",
-        "reml": "REML (exact)",
-        "mcem": "Monte Carlo EM (ML)",
-        "laplace": "Laplace (ML)",
-        "agq": f"AGQ, {info.extra.get('n_agq')} nodes (ML)",
-    }[res.method]
     loglik = f"{res.loglik:.4f}" if np.isfinite(res.loglik) else "n/a"
-    if res.method == "mcem" and info.extra.get("loglik_method") == "laplace":
-        loglik += " (Laplace)"
-    header = [
+    if res.method == "mcem" and info.loglik_method != "exact" and np.isfinite(res.loglik):
+        loglik += f" ({info.loglik_method.capitalize()})"
+    return [
         ("Model", "MixedLM"),
         ("Family / link", f"{res.design.family} / {res.link}"),
-        ("Method", method),
+        ("Method", _method_name(res)),
         ("No. observations", str(res.nobs)),
         ("Groups", groups),
         ("Formula", res.design.formula.text),
@@ -155,9 +162,15 @@ def summarize(res, alpha: float = 0.05) -> Summary:
         ("Converged", "yes" if info.converged else "no"),
         ("Device / wall time", f"{info.device} / {info.wall_time:.2f} s"),
     ]
-    table = res.coef_table(alpha)
-    lo, hi = f"[{alpha / 2:.3f}", f"{1 - alpha / 2:.3f}]"
-    fixed = table.rename(
+
+
+def _interval_names(alpha: float) -> tuple[str, str]:
+    return f"[{alpha / 2:.3f}", f"{1 - alpha / 2:.3f}]"
+
+
+def _fixed_table(res, alpha: float) -> pd.DataFrame:
+    lo, hi = _interval_names(alpha)
+    return res.coef_table(alpha).rename(
         columns={
             "estimate": "Coef.",
             "std_error": "Std.Err.",
@@ -167,37 +180,51 @@ def summarize(res, alpha: float = 0.05) -> Summary:
             "ci_upper": hi,
         }
     )
-    diagnostics = []
-    if res.method == "mcem":
-        extra = info.extra
-        mc = extra.get("mcse", {})
-        diagnostics = [
-            ("iterations x chains", f"{info.iterations} x {extra.get('chains')} ({info.message})"),
+
+
+def _cutpoint_table(res, alpha: float) -> pd.DataFrame | None:
+    if res.cutpoints is None:
+        return None
+    lo, hi = _interval_names(alpha)
+    table = res.cutpoint_table(alpha).rename(
+        columns={"estimate": "Coef.", "std_error": "Std.Err.", "ci_lower": lo, "ci_upper": hi}
+    )
+    table.index.name = None
+    return table
+
+
+def _mcem_diagnostics(res) -> list[tuple[str, str]]:
+    """Iterations, acceptance, the largest Monte Carlo s.e. and the check (MCEM fits)."""
+    if res.method != "mcem":
+        return []
+    info = res.fit_info
+    extra = info.extra
+    mc = extra.get("mcse", {})
+    acceptance = extra.get("acceptance", float("nan"))
+    step = extra.get("step_size", float("nan"))
+    out = [
+        ("iterations x chains", f"{info.iterations} x {extra.get('chains')} ({info.message})"),
+        ("acceptance / step size", f"{acceptance:.2f} / {step:.4f}"),
+        ("largest Monte Carlo s.e.", f"{max(mc.values()):.3e}" if mc else "n/a"),
+    ]
+    if res.check is not None:
+        worst = res.check.table.dropna(subset=["diff_in_se"]).diff_in_se.abs().max()
+        out.append(
             (
-                "acceptance / step size",
-                f"{extra.get('acceptance', float('nan')):.2f} / {extra.get('step_size', float('nan')):.4f}",
-            ),
-            ("largest Monte Carlo s.e.", f"{max(mc.values()):.3e}" if mc else "n/a"),
-        ]
-        if res.check is not None:
-            worst = res.check.table.dropna(subset=["diff_in_se"])
-            diagnostics.append(
-                (
-                    "check vs exact ML",
-                    f"logLik gap {res.check.gap:.4f}; largest |diff| {worst.diff_in_se.abs().max():.2f} s.e.",
-                )
+                "check vs exact ML",
+                f"logLik gap {res.check.gap:.4f}; largest |diff| {worst:.2f} s.e.",
             )
-    cutpoints = None
-    if res.cutpoints is not None:
-        cutpoints = res.cutpoint_table(alpha).rename(
-            columns={"estimate": "Coef.", "std_error": "Std.Err.", "ci_lower": lo, "ci_upper": hi}
         )
-        cutpoints.index.name = None
+    return out
+
+
+def summarize(res, alpha: float = 0.05) -> Summary:
+    """The :class:`Summary` of a fitted model."""
     return Summary(
-        header,
-        fixed,
+        _header(res),
+        _fixed_table(res, alpha),
         _random_table(res),
-        diagnostics,
-        list(info.extra.get("warnings", [])),
-        cutpoints,
+        _mcem_diagnostics(res),
+        list(res.fit_info.warnings),
+        _cutpoint_table(res, alpha),
     )

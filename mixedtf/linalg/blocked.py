@@ -38,21 +38,10 @@ from scipy.linalg.lapack import dpotrf
 
 from mixedtf.design import Design, GroupingSpec
 from mixedtf.errors import ModelTooLargeError
-from mixedtf.fit.covariance import factors
+from mixedtf.linalg.covariance import factors
+from mixedtf.linalg.sparse import lambda_matrix, z_matrix
 
 DEFAULT_MAX_DENSE_BYTES = 2**30  # one dense r x r float64 matrix: r <= 11,585
-
-
-def _z_sparse(groupings: tuple[GroupingSpec, ...], n: int) -> sp.csr_matrix:
-    """Sparse ``n x q`` Z of ``groupings`` (level-major columns within a term, as lme4)."""
-    if not groupings:
-        return sp.csr_matrix((n, 0))
-    blocks = []
-    for g in groupings:
-        rows = np.repeat(np.arange(n), g.k)
-        cols = (g.codes.astype(np.int64)[:, None] * g.k + np.arange(g.k)).ravel()
-        blocks.append(sp.csr_matrix((g.z.ravel(), (rows, cols)), shape=(n, g.n_levels * g.k)))
-    return sp.hstack(blocks, format="csr")
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,8 +84,8 @@ class CrossProducts:
         zz = first.z[:, :, None] * first.z[:, None, :]
         A11 = np.zeros((first.n_levels, first.k, first.k))
         np.add.at(A11, first.codes, zz)
-        Z1 = _z_sparse((first,), n).tocsc()
-        Zr = _z_sparse(rest, n)
+        Z1 = z_matrix((first,), n).tocsc()
+        Zr = z_matrix(rest, n)
         Xy = np.column_stack([X, y])
         R = sp.hstack([Zr, sp.csr_matrix(Xy)], format="csr")
         AR1 = (R.T @ Z1).tocsr()
@@ -174,7 +163,7 @@ class Factorization:
     @property
     def Lambda_R(self) -> sp.csr_matrix:
         """Block-diagonal relative factor of (other terms, X, y), ``r x r``."""
-        return _lambda_rest(self.Ts[1:], self.groupings[1:], self.L_raw.shape[0] - self.q_rest)
+        return lambda_matrix(self.Ts[1:], self.groupings[1:], self.L_raw.shape[0] - self.q_rest)
 
     def logdet_L(self) -> float:
         """``log|L_theta|^2``."""
@@ -204,18 +193,6 @@ class Factorization:
         """``beta_hat(theta)`` from ``R_X' beta = r_Xy``."""
         q = self.q_rest
         return la.solve_triangular(self.RX_lower, self.L_raw[-1, q:-1], lower=True, trans="T")
-
-
-def _lambda_rest(
-    Ts: list[np.ndarray], groupings: tuple[GroupingSpec, ...], n_unscaled: int
-) -> sp.csr_matrix:
-    blocks = [
-        sp.kron(sp.identity(g.n_levels), sp.csr_matrix(T))
-        for g, T in zip(groupings, Ts, strict=True)
-    ]
-    if n_unscaled:
-        blocks.append(sp.identity(n_unscaled))
-    return sp.block_diag(blocks, format="csr")
 
 
 def eliminate_first(
@@ -272,7 +249,7 @@ def factor_dense(
             G *= scale[None, :]
             S = G
         else:
-            Lam = _lambda_rest(Ts, groupings, n_unscaled)
+            Lam = lambda_matrix(Ts, groupings, n_unscaled)
             S = np.ascontiguousarray((Lam.T @ (Lam.T @ G).T).T)
         S[diag, diag] += 1.0
         scale = None
@@ -314,16 +291,25 @@ def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization | None:
     )
 
 
-def profiled_deviance(f: Factorization | None, n: int, p: int, reml: bool) -> float:
-    r"""lme4's profiled deviance (Bates et al. 2015, eqs. 34 and 41):
+def gaussian_deviance(logdet: float, r2: float, n_eff: int, sigma2: float | None = None) -> float:
+    r"""``-2`` log-likelihood of a Gaussian mixed model from its factor (Bates et al. 2015,
+    eqs. 32-34 and 41): ``logdet + n_eff log(2 pi sigma^2) + r^2 / sigma^2``, with ``sigma^2``
+    profiled out (``r^2 / n_eff``) when not given.
 
-    ML: ``log|L|^2 + n (1 + log(2 pi r^2 / n))``;
-    REML: ``log|L|^2 + log|R_X|^2 + (n - p)(1 + log(2 pi r^2 / (n - p)))``.
+    ML: ``logdet = log|L|^2``, ``n_eff = n``; REML: ``logdet = log|L|^2 + log|R_X|^2``,
+    ``n_eff = n - p``. ``r^2`` is the penalised residual sum of squares at the beta of
+    interest.
     """
+    if sigma2 is None:
+        return logdet + n_eff * (1.0 + np.log(2.0 * np.pi * r2 / n_eff))
+    return logdet + n_eff * np.log(2.0 * np.pi * sigma2) + r2 / sigma2
+
+
+def profiled_deviance(f: Factorization | None, n: int, p: int, reml: bool) -> float:
+    """lme4's profiled deviance at a factor (``inf`` when there is none): ML
+    ``log|L|^2 + n (1 + log(2 pi r^2 / n))``; REML adds ``log|R_X|^2`` and uses ``n - p``."""
     if f is None:
         return np.inf
-    r2 = f.pwrss()
     if reml:
-        nmp = n - p
-        return f.logdet_L() + f.logdet_RX() + nmp * (1.0 + np.log(2.0 * np.pi * r2 / nmp))
-    return f.logdet_L() + n * (1.0 + np.log(2.0 * np.pi * r2 / n))
+        return gaussian_deviance(f.logdet_L() + f.logdet_RX(), f.pwrss(), n - p)
+    return gaussian_deviance(f.logdet_L(), f.pwrss(), n)

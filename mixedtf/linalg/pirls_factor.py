@@ -1,5 +1,5 @@
 r"""Blocked Cholesky of the PIRLS matrix ``H = A' W A + I`` (``A = Z Lambda``), as the exact
-Gaussian path blocks ``Lambda' Z'Z Lambda + I`` (:mod:`mixedtf.fit.blocked`).
+Gaussian path blocks ``Lambda' Z'Z Lambda + I`` (:mod:`mixedtf.linalg.blocked`).
 
 The first grouping (most levels, lme4's order) gives a block-diagonal leading block ``D``
 (one ``k x k`` block per level); the rest ``C`` is dense and small. With ``B`` the sparse

@@ -21,14 +21,15 @@ import numpy as np
 import scipy.linalg as la
 from scipy.optimize import Bounds, minimize, minimize_scalar
 
-from mixedtf.fit.blocked import (
+from mixedtf.linalg.blocked import (
     CrossProducts,
-    _lambda_rest,
     eliminate_first,
     factor_dense,
+    gaussian_deviance,
     logdet_dense,
 )
-from mixedtf.fit.covariance import factors, lower_bounds, n_theta
+from mixedtf.linalg.covariance import factors, lower_bounds, n_theta
+from mixedtf.linalg.sparse import lambda_matrix
 
 MAX_TAIL = 128  # largest t for which the tail is profiled out
 
@@ -74,11 +75,10 @@ class OuterState:
         q = split.q_tail
         r2 = L[-1, -1] ** 2
         logdet = self.logdet_lead + logdet_dense(L, scale, q)
-        n, p = cp.n, cp.p
         if reml:
-            logdet += 2.0 * np.log(np.diag(L)[q:-1]).sum()
-            return logdet + (n - p) * (1.0 + np.log(2.0 * np.pi * r2 / (n - p)))
-        return logdet + n * (1.0 + np.log(2.0 * np.pi * r2 / n))
+            logdet += 2.0 * np.log(np.diag(L)[q:-1]).sum()  # log|R_X|^2
+            return gaussian_deviance(logdet, r2, cp.n - cp.p)
+        return gaussian_deviance(logdet, r2, cp.n)
 
 
 def outer_state(cp: CrossProducts, split: TailSplit, theta_outer: np.ndarray) -> OuterState | None:
@@ -98,7 +98,7 @@ def outer_state(cp: CrossProducts, split: TailSplit, theta_outer: np.ndarray) ->
     if scale is not None:  # L_aa = diag(scale) L_raw and Lambda_a = diag(scale): C' = L_raw^-1 G_ab
         Ct = la.solve_triangular(L_raw, G_ab, lower=True, check_finite=False)
     else:
-        Lam_a = _lambda_rest(Ts[1:2], gs[1:2], 0)
+        Lam_a = lambda_matrix(Ts[1:2], gs[1:2])
         Ct = la.solve_triangular(L_raw, Lam_a.T @ G_ab, lower=True, check_finite=False)
     H = G[qa:, qa:] - Ct.T @ Ct  # lower triangle valid
     logdet = 2.0 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + logdet_dense(L_raw, scale, qa)

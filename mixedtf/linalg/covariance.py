@@ -8,9 +8,8 @@ lower triangular; theta lists each ``T_j``'s lower triangle column by column
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from mixedtf.design import Design, GroupingSpec
+from mixedtf.design import GroupingSpec
 
 
 def n_theta(k: int) -> int:
@@ -74,20 +73,3 @@ def psd_factor(cov: np.ndarray) -> np.ndarray:
         F = vectors * np.sqrt(np.clip(values, 0.0, None))
         T = np.linalg.qr(F.T, mode="r").T  # F F' = R'R with R upper triangular
         return T * np.where(np.diag(T) < 0, -1.0, 1.0)
-
-
-def start_theta(design: Design) -> np.ndarray:
-    """Starting theta: lme4's default (identity factors), or for models whose terms are all
-    ``(1|f)`` the data-based start of lme4 PR #245: ``v_i = var(ave(y, f_i))``,
-    ``v_e = var(y) - sum(v)``, ``theta_i = sqrt(v_i / v_e)``."""
-    groupings = design.groupings
-    default = theta_from_factors([np.eye(g.k) for g in groupings])
-    intercept_only = all(g.k == 1 and g.colnames == ("(Intercept)",) for g in groupings)
-    if not intercept_only or design.y.ndim != 1:
-        return default
-    y = pd.Series(design.y)
-    v = np.array([y.groupby(g.codes).transform("mean").var() for g in groupings])
-    v_e = y.var() - v.sum()
-    if not np.isfinite(v_e) or v_e <= 0 or not np.all(np.isfinite(v)):
-        return default
-    return np.sqrt(np.maximum(v, 1e-4 * v_e) / v_e)

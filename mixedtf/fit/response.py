@@ -19,6 +19,7 @@ import numpy as np
 from scipy.special import expit, gammaln, log_ndtr, ndtr
 
 from mixedtf.design import Design
+from mixedtf.errors import FamilyError
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class GLMResponse:
         if self.link == "log":
             mu = np.exp(eta)
             return mu, mu
-        raise ValueError(f"unknown link {self.link!r}")
+        raise FamilyError(f"link {self.link!r} has no mean function here")
 
     def loglik(self, eta: np.ndarray, cuts=None) -> np.ndarray:
         """Per-row log-likelihood, normalising constants included."""
@@ -140,17 +141,12 @@ class OrdinalResponse:
         return info, R
 
 
-def response_of(design: Design, link: str | None = None):
-    """The row-wise response of a binomial, Poisson or ordinal design."""
-    if design.family == "binomial":
-        y = design.y
-        if y.ndim == 2:  # cbind(successes, failures)
-            return GLMResponse("binomial", link or "logit", y[:, 0], y[:, 0] + y[:, 1])
-        return GLMResponse("binomial", link or "logit", y, np.ones_like(y))
-    if design.family == "poisson":
-        return GLMResponse("poisson", link or "log", design.y, None)
+def response_of(design: Design) -> GLMResponse | OrdinalResponse:
+    """The row-wise response of a binomial, Poisson or ordinal design, with its link."""
+    if design.family in ("binomial", "poisson"):
+        return GLMResponse(design.family, design.family_spec.link, design.outcome, design.trials)
     if design.family == "ordinal":
-        return OrdinalResponse(design.y, int(design.y.max()))
-    raise ValueError(
-        f"the Laplace approximation covers binomial, Poisson and ordinal; got {design.family!r}."
+        return OrdinalResponse(design.outcome, int(design.outcome.max()))
+    raise FamilyError(
+        f"the row-wise GLMM likelihood covers binomial, Poisson and ordinal; got {design.family!r}."
     )

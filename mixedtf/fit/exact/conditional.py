@@ -4,7 +4,7 @@ With ``M = Lambda' Z'Z Lambda + I`` (the Z part of Omega), the spherical modes s
 ``M u = Lambda' Z'(y - X beta)`` and ``b = Lambda u``; lme4's conditional variance
 (``ranef(m, condVar = TRUE)``, conditional on theta, beta and sigma) is
 ``sigma^2 Lambda M^{-1} Lambda'``, of which only the per-level diagonal blocks are formed.
-Both reuse the blocked factor of :mod:`mixedtf.fit.blocked`.
+Both reuse the blocked factor of :mod:`mixedtf.linalg.blocked`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 
-from mixedtf.fit.blocked import CrossProducts, Factorization
+from mixedtf.linalg.blocked import CrossProducts, Factorization
 
 _CHUNK_BYTES = 2**27
 
@@ -25,7 +25,6 @@ def _first_term_m(cp: CrossProducts, f: Factorization) -> np.ndarray:
 
 def conditional_modes(cp: CrossProducts, f: Factorization) -> list[np.ndarray]:
     """Conditional modes ``b`` per grouping, each ``n_levels x k``, at the fitted beta."""
-    q = cp.q_rest
     LS = f.LS
     # [u_rest; beta] = L_S[:-1,:-1]^{-T} l, l = last row of L_S
     x_rest = la.solve_triangular(LS[:-1, :-1], LS[-1, :-1], lower=True, trans="T")
@@ -40,7 +39,6 @@ def conditional_modes(cp: CrossProducts, f: Factorization) -> list[np.ndarray]:
         u = x_rest[at : at + g.n_levels * g.k].reshape(g.n_levels, g.k)
         modes.append(u @ T.T)
         at += g.n_levels * g.k
-    assert at == q
     return modes
 
 

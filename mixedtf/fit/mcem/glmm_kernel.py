@@ -1,6 +1,6 @@
 r"""The MCEM kernel for binomial, Poisson and ordinal models (TensorFlow backend).
 
-Same interface and E-step as the Gaussian :class:`~mixedtf.fit.kernel.EMKernel`; what
+Same interface and E-step as the Gaussian :class:`~mixedtf.fit.mcem.gaussian_kernel.EMKernel`; what
 differs is the whitening and the M-step. One iteration, for ``C`` persistent chains:
 
 1. **E-step**: one HMC transition in the space ``b_l = R_l u_l``, with
@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mixedtf.fit import hmc
-from mixedtf.fit.kernel import (
+from mixedtf.fit.mcem import hmc
+from mixedtf.fit.mcem.kernel import (
     ChunkedKernel,
     iteration_noise,
     level_factors,
@@ -96,7 +96,7 @@ def expansion_specs(design, j: int, ordinal: bool, dtype) -> list[tuple]:
 
 class GLMMKernel(ChunkedKernel):
     """Compiled chunks of MCEM iterations for a non-Gaussian model (arguments as
-    :class:`~mixedtf.fit.kernel.ChunkedKernel`)."""
+    :class:`~mixedtf.fit.mcem.kernel.ChunkedKernel`)."""
 
     def __init__(self, model: CompiledModel, *args, **kwargs) -> None:
         super().__init__(model, *args, **kwargs)

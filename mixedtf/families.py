@@ -1,0 +1,138 @@
+"""Response families: one registry, no TensorFlow.
+
+A family names the response distribution, its link and what the estimators must fit
+besides the linear predictor (a residual scale, ordinal cutpoints). Every estimator
+and the results read the family from here; the TensorFlow distributions of the compiled
+model live in :mod:`mixedtf.model.family`.
+
+>>> import mixedtf as mtf
+>>> mtf.families.Binomial(link="probit")
+Binomial(link='probit')
+>>> mtf.families.get("poisson").link
+'log'
+
+A family/link pair is either fitted correctly end to end or refused here with a
+:class:`~mixedtf.errors.FamilyError` naming the links that are fitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.special import expit, ndtr
+
+from mixedtf.errors import FamilyError
+
+_INVERSE_LINKS = {"identity": lambda eta: eta, "logit": expit, "probit": ndtr, "log": np.exp}
+
+__all__ = ["FAMILIES", "Binomial", "Family", "Gaussian", "Ordinal", "Poisson", "get"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A response family and its link (validated on construction).
+
+    Class attributes: ``name``; ``links``, the links fitted end to end (likelihood,
+    working weights, fitted values, predict); ``default_link``; ``has_scale`` (a residual
+    SD is estimated); ``has_cutpoints`` (ordered cutpoints replace the intercept).
+    """
+
+    name: ClassVar[str] = ""
+    links: ClassVar[tuple[str, ...]] = ()
+    default_link: ClassVar[str] = ""
+    has_scale: ClassVar[bool] = False
+    has_cutpoints: ClassVar[bool] = False
+
+    link: str = field(default="")
+
+    def __post_init__(self) -> None:
+        link = self.link or self.default_link
+        if not isinstance(link, str) or link.lower() not in self.links:
+            raise FamilyError(
+                f"family {self.name!r} is fitted with link {_or(self.links)}; got link={link!r}. "
+                f"Use one of those (the default is {self.default_link!r})."
+            )
+        object.__setattr__(self, "link", link.lower())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(link={self.link!r})"
+
+    def inverse_link(self, eta: np.ndarray) -> np.ndarray:
+        """The mean ``g^{-1}(eta)`` (numpy): a probability for binomial, a rate for Poisson;
+        ordinal models have no single mean (see ``predict(type="response")``)."""
+        return _INVERSE_LINKS[self.link](np.asarray(eta, dtype=np.float64))
+
+
+@dataclass(frozen=True, repr=False)
+class Gaussian(Family):
+    """Normal response, identity link: ``y ~ N(eta, sigma^2)`` (lme4's ``lmer``)."""
+
+    name: ClassVar[str] = "gaussian"
+    links: ClassVar[tuple[str, ...]] = ("identity",)
+    default_link: ClassVar[str] = "identity"
+    has_scale: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, repr=False)
+class Binomial(Family):
+    """Binomial counts out of trials (1 for a 0/1 response), links logit and probit."""
+
+    name: ClassVar[str] = "binomial"
+    links: ClassVar[tuple[str, ...]] = ("logit", "probit")
+    default_link: ClassVar[str] = "logit"
+
+
+@dataclass(frozen=True, repr=False)
+class Poisson(Family):
+    """Poisson counts, log link."""
+
+    name: ClassVar[str] = "poisson"
+    links: ClassVar[tuple[str, ...]] = ("log",)
+    default_link: ClassVar[str] = "log"
+
+
+@dataclass(frozen=True, repr=False)
+class Ordinal(Family):
+    """Cumulative logit for ordered categories, as ``ordinal::clmm``:
+    ``P(y <= k) = logistic(c_k - eta)``, no intercept in the fixed part."""
+
+    name: ClassVar[str] = "ordinal"
+    links: ClassVar[tuple[str, ...]] = ("logit",)
+    default_link: ClassVar[str] = "logit"
+    has_cutpoints: ClassVar[bool] = True
+
+
+FAMILIES: dict[str, type[Family]] = {
+    cls.name: cls for cls in (Gaussian, Binomial, Poisson, Ordinal)
+}
+
+
+def get(family: Any = "gaussian", link: str | None = None) -> Family:
+    """The family object for a name (``"binomial"``) or a family object, with ``link``
+    (default: the family's own, or the object's).
+
+    Raises:
+        FamilyError: an unknown family, a link the family is not fitted with, or a ``link``
+            that contradicts the family object's.
+    """
+    if isinstance(family, Family):
+        if link is not None and link != family.link:
+            raise FamilyError(
+                f"link={link!r} contradicts the family object's link {family.link!r}; "
+                "give the link in one place."
+            )
+        return family
+    name = family.lower() if isinstance(family, str) else None
+    if name not in FAMILIES:
+        raise FamilyError(
+            f"family must be one of {_or(tuple(FAMILIES))} or a mixedtf.families object; "
+            f"got {family!r}."
+        )
+    return FAMILIES[name](link=link or "")
+
+
+def _or(options: tuple[str, ...]) -> str:
+    quoted = [repr(o) for o in options]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]

@@ -1,0 +1,152 @@
+"""Monte Carlo EM for binomial, Poisson and ordinal models: the driver
+(:mod:`~mixedtf.fit.mcem.driver`) around :class:`~mixedtf.fit.mcem.glmm_kernel.GLMMKernel`.
+
+The fixed effects' standard errors of the stopping rule come from the Laplace ``vcov`` at
+the current averages for small models (Louis' from the noisy between-chain score
+covariance came out negative on grouseticks), else Louis' method in the kernel. The
+reported ones, and the log-likelihood (for AIC, BIC and ``anova``), come from the Laplace
+approximation at the MCEM estimates (lme4's ``glmer`` ``vcov`` and ``logLik``), when the
+model is small enough for its dense block (the random effects outside the first term).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from mixedtf.design import Design
+from mixedtf.fit.laplace import LaplaceModel
+from mixedtf.fit.mcem.driver import (
+    Estimate,
+    MCEMRun,
+    converged,
+    iterate,
+    run_settings,
+    traced_levels,
+    unpack,
+)
+from mixedtf.fit.mcem.glmm_kernel import GLMMKernel
+from mixedtf.fit.options import MCEMOptions
+from mixedtf.fit.start import mcem_start
+from mixedtf.linalg.covariance import psd_factor, theta_from_factors, theta_names
+from mixedtf.model import compile_model
+from mixedtf.results.results import MixedLMResults
+
+LAPLACE_MAX_Q = 8000  # random effects outside the first term up to which Laplace runs
+STOPPING_LAPLACE_MAX_Q = 2000  # ... and up to which the stopping rule uses its vcov
+MAX_DRAWS = 512  # draws of the random effects kept for posterior predictive means
+
+
+def fit_mcem_glmm(
+    design: Design, opts: MCEMOptions, seed: int | None, progress: bool | None = None
+) -> MixedLMResults:
+    """Fit a binomial, Poisson or ordinal mixed model by Monte Carlo EM (``opts`` resolved
+    for the family)."""
+    device, chains, seed = run_settings(design, seed, opts)
+    t0 = time.perf_counter()
+    laplace = LaplaceModel(design) if _q(design) <= LAPLACE_MAX_Q else None
+    dtype = tf.float32 if opts.dtype == "float32" else tf.float64
+    with tf.device(f"/{device}:0"):
+        model = compile_model(design, dtype=dtype, device=device)
+        kernel = GLMMKernel(
+            model,
+            chains,
+            opts.n_leapfrog,
+            opts.target_accept,
+            opts.chunk_size,
+            traced=traced_levels(design, opts.trace_levels),
+        )
+        start = mcem_start(design)
+        state = kernel.initial_state(
+            {"beta": start.beta, "cuts": start.cuts, "covs": start.covs}, seed
+        )
+        draws: list[list[np.ndarray]] = []
+
+        def keep_draws(st: dict, accumulate: bool) -> None:
+            if accumulate and len(draws) * chains < MAX_DRAWS:
+                draws.append([np.array(c) for c in st["chains"]])
+
+        def stop(st: dict, averaged: np.ndarray) -> bool:
+            return converged(
+                design,
+                kernel.layout,
+                averaged,
+                opts,
+                lambda est: _stopping_se(kernel, st, est, laplace),
+            )
+
+        result = iterate(kernel, state, opts, stop, progress, keep_draws)
+    run = MCEMRun(kernel, opts, *result, chains, device, seed, t0)
+    return _results(design, run, laplace, draws)
+
+
+def _q(design: Design) -> int:
+    """Random effects outside the first term: the dense block of the Laplace factor."""
+    return sum(g.n_levels * g.k for g in design.groupings[1:])
+
+
+def _theta(est: Estimate) -> np.ndarray:
+    return theta_from_factors([psd_factor(c) for c in est.covs])
+
+
+def _cuts(est: Estimate) -> np.ndarray | None:
+    return est.cuts if est.cuts.size else None
+
+
+def _stopping_se(kernel: GLMMKernel, state, est: Estimate, laplace) -> np.ndarray:
+    """Standard errors of ``(beta, cutpoints)`` for the stopping rule (module docstring)."""
+    if laplace is not None and _q(kernel.model.design) <= STOPPING_LAPLACE_MAX_Q:
+        vcov = laplace.fixed_vcov(est.beta, _theta(est), _cuts(est))
+    else:
+        vcov = kernel.louis_vcov(state)
+    with np.errstate(invalid="ignore"):
+        se = np.sqrt(np.diag(vcov))
+    if not np.all(np.isfinite(se)):  # Louis not positive: the complete-data information
+        info = state["info"].astype(np.float64) / max(float(state["n_louis"]), 1.0)
+        se = np.sqrt(np.diag(np.linalg.pinv(info)))
+    return se
+
+
+def _results(design: Design, run: MCEMRun, laplace, draws) -> MixedLMResults:
+    est = unpack(design, run.kernel.layout, run.mean)
+    theta = _theta(est)
+    modes, condcov = run.posterior_moments()
+    recorded: list[str] = []
+    if laplace is not None:  # lme4's logLik and vcov of a glmer fit, at the MCEM estimates
+        lap = laplace.fit_modes(est.beta, theta, _cuts(est))
+        loglik, vcov, loglik_method = -0.5 * lap.deviance, laplace.fixed_vcov_at(lap), "laplace"
+        vcov_method = "RX"
+    else:
+        loglik, vcov = float("nan"), run.kernel.louis_vcov(run.state)
+        loglik_method, vcov_method = "none", "louis"
+        recorded.append(
+            f"the model has more than {LAPLACE_MAX_Q} random effects outside its first term: no "
+            "Laplace log-likelihood (AIC, BIC are NaN); standard errors by Louis' method."
+        )
+    info = run.fit_info(
+        "Newton M-step with location expansion", recorded, loglik_method, vcov_method
+    )
+    stacked = (
+        [np.concatenate([d[j] for d in draws]) for j in range(len(design.groupings))]
+        if draws
+        else None
+    )
+    return MixedLMResults(
+        design=design,
+        method="mcem",
+        beta=est.beta,
+        beta_cov=vcov,
+        theta=theta,
+        theta_names=theta_names(design.groupings),
+        sigma=1.0,
+        covariances=est.covs,
+        modes=modes,
+        loglik=loglik,
+        deviance=-2.0 * loglik,
+        fit_info=info,
+        conditional_covariances=lambda: condcov,
+        cutpoints=_cuts(est),
+        draws=stacked,
+    )
