@@ -196,7 +196,10 @@ def main() -> None:
     options = {}
     for item in args.option:
         name, _, value = item.partition("=")
-        options[name] = float(value) if "." in value or "e" in value else int(value)
+        if value.lower() in ("true", "false"):
+            options[name] = value.lower() == "true"
+        else:
+            options[name] = float(value) if "." in value or "e" in value else int(value)
     if options:
         print(f"MCEM options: {options}")
     runs = [run_mcem(df, exact, seed, options) for seed in args.seeds]

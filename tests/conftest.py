@@ -1,23 +1,11 @@
-"""Shared fixtures: the lme4 reference cases and the bundled data sets."""
+"""Shared fixtures: fits reused across test modules (each made once per session). The
+reference values live in ``references.py``."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 
 import mixedtf as mtf
-
-REFERENCE = Path(__file__).parent / "reference"
-SHARED_ORACLE = Path(__file__).resolve().parents[2] / "shared" / "oracle"
-CASES = sorted(p.stem for p in REFERENCE.glob("*.json") if p.stem != "INDEX")
-GAUSSIAN_CASES = [c for c in CASES if not c.startswith("cbpp")]
-
-
-def reference(case: str) -> dict:
-    """The lme4 reference fit of ``case`` (one of ``CASES``)."""
-    return json.loads((REFERENCE / f"{case}.json").read_text())
 
 
 @pytest.fixture(scope="session")

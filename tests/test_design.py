@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CASES, reference
+from references import CASES, reference
 
 import mixedtf as mtf
 from mixedtf import DesignError, MissingValuesWarning, MixedTFWarning

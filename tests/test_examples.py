@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+pytestmark = pytest.mark.slow  # each starts a Python process with TensorFlow: 8-30 s
 
 
 def run(script: str, *args: str, cwd: Path) -> str:

@@ -4,30 +4,23 @@ tests/reference/R/local_cases.R (ordinal 2022.11-16, lme4 1.1-31)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from references import reference
 
 import mixedtf as mtf
 from mixedtf import DesignError, FamilyError
 from mixedtf.fit.laplace import LaplaceModel
 
-LOCAL = Path(__file__).parent / "reference" / "local"
 WINE = "rating ~ temp + contact + (1 | judge)"
 TICKS = "TICKS ~ YEAR + (1 | BROOD) + (1 | LOCATION)"
-
-
-def local(case: str) -> dict:
-    return json.loads((LOCAL / f"{case}.json").read_text())
 
 
 @pytest.mark.parametrize(("case", "n_agq"), [("wine_clmm_laplace", 1), ("wine_clmm_agq10", 10)])
 def test_ordinal_fit_matches_clmm(case, n_agq):
     # clmm(rating ~ temp + contact + (1 | judge), data = wine, nAGQ = n_agq)
-    ref = local(case)
+    ref = reference(case)
     res = mtf.MixedLM.from_formula(WINE, mtf.datasets.load("wine"), family="ordinal").fit(
         method="laplace", n_agq=n_agq
     )
@@ -50,7 +43,7 @@ def test_ordinal_fit_matches_clmm(case, n_agq):
 
 
 def test_ordinal_laplace_at_clmms_estimates():
-    ref = local("wine_clmm_laplace")
+    ref = reference("wine_clmm_laplace")
     model = LaplaceModel(mtf.build_design(WINE, mtf.datasets.load("wine"), "ordinal"))
     dev = model.deviance(
         np.array(list(ref["beta"].values())),
@@ -62,7 +55,7 @@ def test_ordinal_laplace_at_clmms_estimates():
 
 def test_two_term_poisson_laplace_matches_glmer():
     # glmer(TICKS ~ YEAR + (1 | BROOD) + (1 | LOCATION), family = poisson, data = grouseticks)
-    ref = local("grouseticks_poisson_laplace")
+    ref = reference("grouseticks_poisson_laplace")
     ticks = mtf.datasets.load("grouseticks")
     design = mtf.build_design(TICKS, ticks, "poisson")
     beta = np.array(list(ref["fixed_effects"].values()))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import reference
+from references import reference
 from scipy.special import expit
 
 import mixedtf as mtf
@@ -92,6 +92,7 @@ def test_poisson_mcem_recovers_truth():
     assert res.theta.iloc[0] == pytest.approx(lap.theta.iloc[0], rel=0.05)
 
 
+@pytest.mark.slow
 def test_ordinal_mcem_recovers_truth(tmp_path):
     df, truth = simulate("ordinal")
     res = mtf.MixedLM.from_formula("y ~ x + (1 | g)", df, family="ordinal").fit(seed=5)
@@ -141,14 +142,13 @@ def test_same_seed_same_fit(cbpp_mcem):
     np.testing.assert_array_equal(again.covariances[0], cbpp_mcem.covariances[0])
 
 
+@pytest.mark.slow
 def test_two_term_poisson_mcem_near_glmer():
     # glmer(TICKS ~ YEAR + (1 | BROOD) + (1 | LOCATION), family = poisson, data = grouseticks)
     # (tests/reference/local). With 16 chains the MCEM fixed point sat 0.55 SE off on the
     # intercept and its importance-sampled exact log-likelihood was 0.32 below that of lme4's
     # estimates; the default chain count for non-Gaussian models fixes that
-    from test_glmm_laplace_extra import local
-
-    ref = local("grouseticks_poisson_laplace")
+    ref = reference("grouseticks_poisson_laplace")
     ticks = mtf.datasets.load("grouseticks")
     res = mtf.MixedLM.from_formula(
         "TICKS ~ YEAR + (1 | BROOD) + (1 | LOCATION)", ticks, family="poisson"

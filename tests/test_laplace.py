@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import reference
+from references import reference
 from scipy import integrate, stats
 
 import mixedtf as mtf

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import GAUSSIAN_CASES, REFERENCE, reference
+from references import GAUSSIAN_CASES, REFERENCE, reference
 from scipy.stats import multivariate_normal
 
 import mixedtf as mtf

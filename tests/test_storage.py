@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import reference
+from references import reference
 
 import mixedtf as mtf
 from mixedtf import MixedTFError

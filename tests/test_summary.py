@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import reference
+import pytest
+from references import reference
 
 import mixedtf as mtf
 from mixedtf.results import FitInfo, MixedLMResults
@@ -67,3 +68,45 @@ def test_summary_shows_fit_warnings_and_html():
 def test_summary_alpha_changes_the_interval_columns():
     table = pinned().summary(alpha=0.1).fixed
     assert list(table.columns)[-2:] == ["[0.050", "0.950]"]
+
+
+@pytest.mark.parametrize(
+    ("method", "family", "formula", "options", "shows"),
+    [
+        ("ml", "gaussian", "Reaction ~ Days + (Days | Subject)", {}, "ML (exact)"),
+        ("reml", "gaussian", "Reaction ~ Days + (Days | Subject)", {}, "REML (exact)"),
+        (
+            "laplace",
+            "binomial",
+            "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+            {},
+            "Laplace (ML)",
+        ),
+        (
+            "laplace",
+            "binomial",
+            "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+            {"nAGQ": 9},
+            "AGQ, 9 nodes (ML)",
+        ),
+    ],
+)
+def test_summary_renders_for_every_method(method, family, formula, options, shows, tmp_path):
+    data = mtf.datasets.load("sleepstudy" if family == "gaussian" else "cbpp")
+    res = mtf.MixedLM.from_formula(formula, data, family=family).fit(method=method, **options)
+    for fit in (res, _saved_and_loaded(res, tmp_path)):
+        text = str(fit.summary())
+        assert f"Method:           {shows}" in text
+        assert "<table>" in fit.summary()._repr_html_()
+
+
+def test_summary_renders_for_mcem(sleep_mcem, tmp_path):
+    for fit in (sleep_mcem, _saved_and_loaded(sleep_mcem, tmp_path)):
+        text = str(fit.summary())
+        assert "Monte Carlo EM (ML)" in text and "check vs exact ML" in text
+
+
+def _saved_and_loaded(res, tmp_path):
+    path = tmp_path / f"{res.method}.npz"
+    res.save(path)
+    return mtf.load(path)

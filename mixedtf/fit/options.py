@@ -294,7 +294,9 @@ def make_options(method: str, family: str, options: Any = None) -> Any:
 
 
 def _canonical(method: str, family: str, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` with aliases mapped; unknown or misplaced names refused."""
+    """``options`` with aliases mapped; unknown or misplaced names refused (by the name the
+    caller typed)."""
+    typed: dict[str, str] = {}
     for alias, name in ALIASES.items():
         if alias in options:
             if name in options:
@@ -302,31 +304,26 @@ def _canonical(method: str, family: str, options: dict[str, Any]) -> dict[str, A
                     f"{alias}= and {name}= are one option; give it once (as {name}=)."
                 )
             options[name] = options.pop(alias)
+            typed[name] = alias
     known = options_of(method, family)
     unknown = [k for k in options if k not in known]
     if not unknown:
         return options
     if method == "mcem" and set(unknown) <= set(GAUSSIAN_ONLY):  # the family's message
         MCEMOptions(**options).for_family(family)
-    lines = [_misplaced(name, method, known) for name in unknown]
+    lines = [_misplaced(name, typed.get(name, name), method, known) for name in unknown]
     raise OptionError(
         "; ".join(lines) + f". method={method!r} takes: {', '.join(known)} "
         "(and seed=, progress=, which every method accepts)."
     )
 
 
-def _misplaced(name: str, method: str, known: list[str]) -> str:
+def _misplaced(name: str, typed: str, method: str, known: list[str]) -> str:
+    """Why option ``name`` (typed as ``typed``) is not one of ``method``'s."""
     if name in FAMILY_HINTS:
-        return f"{name}= is not an estimator option ({FAMILY_HINTS[name]})"
-    owners = sorted(
-        {m for m, cls in OPTION_CLASSES.items() if name in {f.name for f in fields(cls)}}
-        | {
-            m
-            for m, cls in OPTION_CLASSES.items()
-            if ALIASES.get(name) in {f.name for f in fields(cls)}
-        }
-    )
+        return f"{typed}= is not an estimator option ({FAMILY_HINTS[name]})"
+    owners = [m for m, cls in OPTION_CLASSES.items() if name in {f.name for f in fields(cls)}]
     if owners:
-        return f"{name}= is an option of method={' / '.join(map(repr, owners))}, not of {method!r}"
+        return f"{typed}= is an option of method={' / '.join(map(repr, owners))}, not of {method!r}"
     close = difflib.get_close_matches(name, known, n=1)
-    return f"unknown option {name}=" + (f" (did you mean {close[0]}=?)" if close else "")
+    return f"unknown option {typed}=" + (f" (did you mean {close[0]}=?)" if close else "")
