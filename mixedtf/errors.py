@@ -17,6 +17,7 @@ __all__ = [
     "MissingValuesWarning",
     "MixedTFError",
     "MixedTFWarning",
+    "ModelComparisonError",
     "ModelTooLargeError",
     "MonteCarloWarning",
     "OptionError",
@@ -56,12 +57,17 @@ class FamilyError(MixedTFError, ValueError):
 
 
 class OptionError(MixedTFError, TypeError, ValueError):
-    """An estimator option that the chosen method does not take, or a value it cannot use.
+    """An option or argument that the chosen method does not take, or a value it cannot use.
 
     A ``TypeError`` (an unexpected keyword) and a ``ValueError`` (a bad value) both, so
     callers catching either keep working; the message names the option and lists the
     options the method takes.
     """
+
+
+class ModelComparisonError(MixedTFError, ValueError):
+    """Fits that cannot be compared as asked (``anova``): different data, not nested, or REML
+    criteria of different fixed effects."""
 
 
 class ModelTooLargeError(MixedTFError, MemoryError):

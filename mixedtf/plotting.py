@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mixedtf.errors import OptionError
 from mixedtf.results.results import MixedLMResults
 
 
@@ -39,7 +40,7 @@ def _axes(ax):
 def _trace(res: MixedLMResults) -> pd.DataFrame:
     trace = res.fit_info.extra.get("trace")
     if trace is None:
-        raise ValueError(
+        raise OptionError(
             f"this is a {res.method.upper()} fit; only Monte Carlo EM fits (method='mcem') keep an "
             "iteration trace."
         )
@@ -71,7 +72,7 @@ def plot_traces(res: MixedLMResults, group: str, ax: Any = None):
     cols = [c for c in trace.columns if c.startswith(prefix)]
     if not cols:
         groups = sorted({c.split(":")[1] for c in trace.columns if c.startswith("b:")})
-        raise ValueError(
+        raise OptionError(
             f"no traced levels of {group!r}; traced groupings: {groups}. Fit with "
             f"trace_levels={{{group!r}: [level, ...]}} to keep some."
         )
@@ -127,7 +128,7 @@ def plot_ranef(res: MixedLMResults, axes: Any = None, bins: int = 30):
         _, axes = _pyplot().subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
     axes = np.asarray(axes).ravel()
     if axes.size < len(panels):
-        raise ValueError(f"plot_ranef needs {len(panels)} axes; got {axes.size}.")
+        raise OptionError(f"plot_ranef needs {len(panels)} axes; got {axes.size}.")
     for ax, (name, col, values) in zip(axes, panels, strict=False):
         ax.hist(values, bins=bins, alpha=0.7)
         ax.set_title(f"{name}: {col} ({values.size} levels)")

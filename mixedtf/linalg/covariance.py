@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mixedtf.design import GroupingSpec
+from mixedtf.errors import OptionError
 
 
 def n_theta(k: int) -> int:
@@ -69,7 +70,7 @@ def psd_factor(cov: np.ndarray) -> np.ndarray:
     except np.linalg.LinAlgError:
         values, vectors = np.linalg.eigh((cov + cov.T) / 2)
         if values.min() < -1e-10 * max(1.0, abs(values).max()):
-            raise ValueError(f"covariance matrix is not positive semi-definite: {cov}") from None
+            raise OptionError(f"covariance matrix is not positive semi-definite: {cov}") from None
         F = vectors * np.sqrt(np.clip(values, 0.0, None))
         T = np.linalg.qr(F.T, mode="r").T  # F F' = R'R with R upper triangular
         return T * np.where(np.diag(T) < 0, -1.0, 1.0)

@@ -21,6 +21,8 @@ from typing import Literal
 import numpy as np
 import tensorflow as tf
 
+from mixedtf.errors import OptionError
+
 GatherMode = Literal["unsorted", "sorted", "onehot"]
 ONEHOT_MAX_LEVELS = 64
 
@@ -57,7 +59,7 @@ class LevelGather:
                 (np.arange(n_levels)[:, None] == codes[None, :]).astype(dtype.as_numpy_dtype)
             )
         elif mode != "unsorted":
-            raise ValueError(f"gather mode must be 'unsorted', 'sorted' or 'onehot'; got {mode!r}")
+            raise OptionError(f"gather mode must be 'unsorted', 'sorted' or 'onehot'; got {mode!r}")
         return cls(tf.constant(codes), n_levels, mode, order, sorted_codes, onehot)
 
     def _scatter(self, dy: tf.Tensor) -> tf.Tensor:

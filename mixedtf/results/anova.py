@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mixedtf.errors import ModelComparisonError
 from mixedtf.results.results import MixedLMResults
 
 
@@ -20,12 +21,12 @@ def anova(m0: MixedLMResults, m1: MixedLMResults) -> pd.DataFrame:
     Returns R's table: ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``.
 
     Raises:
-        ValueError: the fits are on different data, not nested, or REML fits whose fixed
+        ModelComparisonError: the fits are on different data, not nested, or REML fits whose fixed
             effects differ (their REML criteria are not comparable: refit with ``method="ml"``).
     """
     small, large = sorted((m0, m1), key=lambda r: r.df_model)
     if small.nobs != large.nobs or small.design.formula.response != large.design.formula.response:
-        raise ValueError(
+        raise ModelComparisonError(
             "anova compares fits of the same response on the same rows; got "
             f"{small.nobs} and {large.nobs} observations of {small.design.formula.response.expr!r} "
             f"and {large.design.formula.response.expr!r}."
@@ -34,14 +35,14 @@ def anova(m0: MixedLMResults, m1: MixedLMResults) -> pd.DataFrame:
     if "reml" in (small.method, large.method) and not (
         small.method == large.method == "reml" and same_fixed
     ):
-        raise ValueError(
+        raise ModelComparisonError(
             "REML log-likelihoods of models with different fixed effects (or of a REML and an ML "
             "fit) are not comparable; refit both with method='ml'."
         )
     nested_fixed = set(small.design.fixed_names) <= set(large.design.fixed_names)
     nested_random = _blocks(small) <= _blocks(large)
     if not (nested_fixed and nested_random) or small.df_model == large.df_model:
-        raise ValueError(
+        raise ModelComparisonError(
             "the models are not nested: the smaller one's fixed effects and random-effect columns "
             f"must be among the larger one's (fixed {list(small.design.fixed_names)} vs "
             f"{list(large.design.fixed_names)})."

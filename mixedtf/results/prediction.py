@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mixedtf.design import GroupingSpec
-from mixedtf.errors import DesignError
+from mixedtf.errors import DesignError, OptionError
 
 NewLevels = Literal["population", "error"]
 
@@ -39,14 +39,14 @@ def random_part(
 
 def check_new_levels(new_levels: str) -> NewLevels:
     if new_levels not in ("population", "error"):
-        raise ValueError(f"new_levels must be 'population' or 'error'; got {new_levels!r}.")
+        raise OptionError(f"new_levels must be 'population' or 'error'; got {new_levels!r}.")
     return new_levels  # type: ignore[return-value]
 
 
 def predict(res, newdata, include_random: bool, new_levels: NewLevels, type: str):
     """:meth:`MixedLMResults.predict` (see there)."""
     if type not in ("link", "response"):
-        raise ValueError(f"type must be 'link' or 'response'; got {type!r}.")
+        raise OptionError(f"type must be 'link' or 'response'; got {type!r}.")
     d = res.design
     if newdata is None:
         X, offset, groupings, index = d.X, d.offset, d.groupings, d.index

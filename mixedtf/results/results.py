@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from mixedtf.design import Design
+from mixedtf.errors import OptionError
 from mixedtf.results import storage
 from mixedtf.results.info import AnalyticCheck, FitInfo
 from mixedtf.results.prediction import check_new_levels, predict, random_part
@@ -134,7 +135,7 @@ class MixedLMResults:
         """Ordinal models: the cutpoints (``ordinal::clmm``'s threshold coefficients, named
         ``"1|2"``, ...) with standard errors and Wald intervals."""
         if self.cutpoints is None:
-            raise ValueError(f"a {self.design.family} model has no cutpoints.")
+            raise OptionError(f"a {self.design.family} model has no cutpoints.")
         levels = self.design.response_levels or tuple(
             str(k) for k in range(1, self.cutpoints.size + 2)
         )
@@ -152,7 +153,7 @@ class MixedLMResults:
         """Wald table of the fixed effects: estimate, std_error, z, p_value and the
         ``1 - alpha`` confidence interval (normal quantiles)."""
         if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1); got {alpha}.")
+            raise OptionError(f"alpha must be in (0, 1); got {alpha}.")
         est, se = self.fixef(), self.bse()
         z = est / se
         q = stats.norm.ppf(1 - alpha / 2)

@@ -215,7 +215,7 @@ def loglik_at(cp: CrossProducts, params: dict[str, Any], reml: bool = False) -> 
     if isinstance(covs, dict):
         covs = [covs[g.name] for g in design_groupings]
     if len(covs) != len(design_groupings):
-        raise ValueError(f"need {len(design_groupings)} covariance matrices; got {len(covs)}.")
+        raise OptionError(f"need {len(design_groupings)} covariance matrices; got {len(covs)}.")
     Ts = [psd_factor(np.atleast_2d(c) / sigma**2) for c in covs]
     f = factorize(cp, theta_from_factors(Ts))
     if f is None:

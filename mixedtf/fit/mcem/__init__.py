@@ -4,6 +4,7 @@ of the driver (:mod:`~mixedtf.fit.mcem.driver`) on the compiled model's kernel."
 from __future__ import annotations
 
 from mixedtf.design import Design
+from mixedtf.fit.checks import require_random_terms
 from mixedtf.fit.mcem.driver import MCEMRun, mcse
 from mixedtf.fit.mcem.gaussian import fit_mcem_gaussian
 from mixedtf.fit.mcem.glmm import fit_mcem_glmm
@@ -29,6 +30,7 @@ def fit_mcem(
         ConvergenceWarning: the iteration budget ran out before the stopping rule held.
         MonteCarloWarning: the analytic check finds the estimate far from the exact optimum.
     """
+    require_random_terms(design)
     opts = (options or MCEMOptions()).for_family(design.family)
     if design.family == "gaussian":
         return fit_mcem_gaussian(design, opts, seed, progress)
