@@ -26,7 +26,7 @@ import tensorflow as tf
 from mixedtf.design import Design
 from mixedtf.errors import ConvergenceWarning, OptionError, warn
 from mixedtf.fit.options import MCEMOptions
-from mixedtf.model import default_device
+from mixedtf.model import compile_model, default_device
 from mixedtf.results.info import FitInfo
 
 
@@ -107,6 +107,24 @@ def traced_levels(design: Design, spec: int | dict) -> tuple[np.ndarray, ...]:
         else:
             out.append(np.arange(min(int(spec), g.n_levels), dtype=np.int32))
     return tuple(out)
+
+
+def build_kernel(
+    kernel_class: type, design: Design, opts: MCEMOptions, device: str, chains: int, **extra
+):
+    """The design compiled in ``opts.dtype`` for ``device`` and wrapped in ``kernel_class``
+    with the schedule's settings (call inside ``tf.device``); ``extra`` goes to the kernel."""
+    dtype = tf.float32 if opts.dtype == "float32" else tf.float64
+    model = compile_model(design, dtype=dtype, device=device)
+    return kernel_class(
+        model,
+        chains,
+        opts.n_leapfrog,
+        opts.target_accept,
+        opts.chunk_size,
+        traced=traced_levels(design, opts.trace_levels),
+        **extra,
+    )
 
 
 def run_settings(

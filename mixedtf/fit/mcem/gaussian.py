@@ -16,10 +16,10 @@ from mixedtf.fit.mcem.check import analytic_check
 from mixedtf.fit.mcem.driver import (
     Estimate,
     MCEMRun,
+    build_kernel,
     converged,
     iterate,
     run_settings,
-    traced_levels,
     unpack,
 )
 from mixedtf.fit.mcem.gaussian_kernel import EMKernel
@@ -28,7 +28,6 @@ from mixedtf.fit.options import MCEMOptions
 from mixedtf.fit.start import mcem_start
 from mixedtf.linalg.blocked import CrossProducts, factorize
 from mixedtf.linalg.covariance import psd_factor, theta_from_factors, theta_names
-from mixedtf.model import compile_model
 from mixedtf.results.results import MixedLMResults
 
 
@@ -39,20 +38,17 @@ def fit_mcem_gaussian(
     t0 = time.perf_counter()
     pairs = nested_pairs(design.groupings, design.nobs) if opts.joint_moves else []
     device, chains, seed = run_settings(design, seed, opts, frozenset(p.few for p in pairs))
-    dtype = tf.float32 if opts.dtype == "float32" else tf.float64
     with tf.device(f"/{device}:0"):
-        model = compile_model(design, dtype=dtype, device=device)
-        kernel = EMKernel(
-            model,
+        kernel = build_kernel(
+            EMKernel,
+            design,
+            opts,
+            device,
             chains,
-            opts.n_leapfrog,
-            opts.target_accept,
-            opts.chunk_size,
             fixed_sigma=opts.scale,
             sa_exponent=opts.sa_exponent,
             px_scale=opts.px_scale,
             pairs=pairs,
-            traced=traced_levels(design, opts.trace_levels),
         )
         start = mcem_start(design)
         sigma2 = start.sigma2 if opts.scale is None else opts.scale**2

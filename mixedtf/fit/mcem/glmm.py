@@ -21,17 +21,16 @@ from mixedtf.fit.laplace import LaplaceModel
 from mixedtf.fit.mcem.driver import (
     Estimate,
     MCEMRun,
+    build_kernel,
     converged,
     iterate,
     run_settings,
-    traced_levels,
     unpack,
 )
 from mixedtf.fit.mcem.glmm_kernel import GLMMKernel
 from mixedtf.fit.options import MCEMOptions
 from mixedtf.fit.start import mcem_start
 from mixedtf.linalg.covariance import psd_factor, theta_from_factors, theta_names
-from mixedtf.model import compile_model
 from mixedtf.results.results import MixedLMResults
 
 LAPLACE_MAX_Q = 8000  # random effects outside the first term up to which Laplace runs
@@ -47,17 +46,8 @@ def fit_mcem_glmm(
     device, chains, seed = run_settings(design, seed, opts)
     t0 = time.perf_counter()
     laplace = LaplaceModel(design) if _q(design) <= LAPLACE_MAX_Q else None
-    dtype = tf.float32 if opts.dtype == "float32" else tf.float64
     with tf.device(f"/{device}:0"):
-        model = compile_model(design, dtype=dtype, device=device)
-        kernel = GLMMKernel(
-            model,
-            chains,
-            opts.n_leapfrog,
-            opts.target_accept,
-            opts.chunk_size,
-            traced=traced_levels(design, opts.trace_levels),
-        )
+        kernel = build_kernel(GLMMKernel, design, opts, device, chains)
         start = mcem_start(design)
         state = kernel.initial_state(
             {"beta": start.beta, "cuts": start.cuts, "covs": start.covs}, seed
