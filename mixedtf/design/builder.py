@@ -132,13 +132,17 @@ class Design:
                 f"{int(rows.sum())} rows of the new data have missing predictors (rows {labels}"
                 f"{' ...' if rows.sum() > 10 else ''}); fill them in or drop them before predicting."
             )
-        X = np.asarray(self.fixed_spec.get_model_matrix(frame, na_action="raise"), dtype=np.float64)
+        X = np.asarray(
+            self.fixed_spec.get_model_matrix(frame, na_action="raise", context=EVAL_CONTEXT),
+            dtype=np.float64,
+        )
         groupings = []
         for g in self.groupings:
             lookup = pd.Index(g.levels)
             codes = lookup.get_indexer(row_labels(frame, g.term.factors)).astype(np.int32)
             z = np.asarray(
-                g.column_spec.get_model_matrix(frame, na_action="raise"), dtype=np.float64
+                g.column_spec.get_model_matrix(frame, na_action="raise", context=EVAL_CONTEXT),
+                dtype=np.float64,
             )
             groupings.append(g.with_data(codes, z[:, list(g.column_index)]))
         return NewData(

@@ -19,15 +19,79 @@ from formulaic import Formula as FormulaicFormula
 from mixedtf.errors import DesignError, MissingValuesWarning
 from mixedtf.formula import Formula
 
-# Names formulas may call or reference without them being data columns.
+
+def factor(x: Any, levels: Any = None) -> pd.Series:
+    """R's ``factor(x)`` (and ``as.factor``): a categorical whose levels are the sorted
+    distinct values (numbers numerically), or ``levels`` in the order given; a categorical
+    keeps its level order and drops unused levels, as R's."""
+    s = x if isinstance(x, pd.Series) else pd.Series(np.asarray(x))
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        f = s.cat.remove_unused_categories()
+        return f if levels is None else f.cat.set_categories([str(v) for v in levels])
+    labels = s.map(_r_label, na_action="ignore")
+    if levels is None:
+        levels = [_r_label(v) for v in sorted(pd.unique(s.dropna()))]
+    else:
+        levels = [_r_label(v) for v in levels]
+    return pd.Series(pd.Categorical(labels, categories=levels), index=s.index)
+
+
+def _r_label(value: Any) -> str:
+    """R's ``as.character`` of one value: ``1`` for 1.0, ``0.5``, ``TRUE``, the string."""
+    if isinstance(value, bool | np.bool_):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float | np.floating):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)
+
+
+def relevel(x: Any, ref: Any) -> pd.Series:
+    """R's ``relevel(f, ref)``: ``ref`` becomes the first (reference) level."""
+    f = factor(x)
+    levels = list(f.cat.categories)
+    match = [v for v in levels if str(v) == str(ref)]
+    if not match:
+        raise DesignError(f"relevel: {ref!r} is not a level (levels {levels[:10]}).")
+    return f.cat.reorder_categories([match[0], *[v for v in levels if v is not match[0]]])
+
+
+def as_numeric(x: Any) -> pd.Series:
+    """R's ``as.numeric``: a factor's integer codes ``1..K`` (not its labels, as R), numbers
+    as they are, logicals as 0/1."""
+    s = x if isinstance(x, pd.Series) else pd.Series(np.asarray(x))
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        codes = s.cat.codes.to_numpy(np.float64) + 1.0
+        return pd.Series(np.where(s.cat.codes.to_numpy() < 0, np.nan, codes), index=s.index)
+    try:
+        return pd.to_numeric(s).astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise DesignError(
+            f"as.numeric: values such as {list(s.iloc[:3])} are not numbers."
+        ) from err
+
+
+def as_integer(x: Any) -> pd.Series:
+    """R's ``as.integer``: a factor's codes ``1..K``, numbers truncated towards zero."""
+    return np.trunc(as_numeric(x))
+
+
+# Names formulas may call or reference without them being data columns (R spellings are
+# translated to these by mixedtf.formula.rsyntax).
 EVAL_CONTEXT: dict[str, Any] = {
     "np": np,
     "numpy": np,
     "log": np.log,
     "log1p": np.log1p,
+    "log2": np.log2,
+    "log10": np.log10,
     "exp": np.exp,
     "sqrt": np.sqrt,
     "abs": np.abs,
+    "factor": factor,
+    "relevel": relevel,
+    "as_numeric": as_numeric,
+    "as_integer": as_integer,
+    "c": lambda *values: list(values),
 }
 
 

@@ -13,15 +13,42 @@ import pandas as pd
 from formulaic import ModelSpec, model_matrix
 
 from mixedtf.errors import DesignError
+from mixedtf.formula.rsyntax import r_deparse
 
-_LEVEL = re.compile(r"\[(?:T\.)?([^\[\]]*)\]$")
+_LEVEL = re.compile(r"^(.*?)\[(?:T\.)?([^\[\]]*)\]$")
+_RAW_POLY = re.compile(r"^poly\(.*raw\s*=\s*True.*\)$")
 
 
 def r_name(formulaic_name: str) -> str:
-    """R's name for one formulaic column name, e.g. ``"service[T.1]:x"`` -> ``"service1:x"``."""
+    """R's name for one formulaic column name: ``"service[T.1]:x"`` -> ``"service1:x"``,
+    ``"I(x ** 2)"`` -> ``"I(x^2)"``, ``"poly(x, 2, raw=True)[0]"`` ->
+    ``"poly(x, 2, raw = TRUE)1"`` (R numbers a raw polynomial's powers from 1)."""
     if formulaic_name == "Intercept":
         return "(Intercept)"
-    return ":".join(_LEVEL.sub(r"\1", part) for part in formulaic_name.split(":"))
+    return ":".join(_r_part(part) for part in _split_interaction(formulaic_name))
+
+
+def _r_part(part: str) -> str:
+    m = _LEVEL.match(part)
+    base, level = (m.group(1), m.group(2)) if m else (part, "")
+    if level.isdigit() and _RAW_POLY.match(base):
+        level = str(int(level) + 1)
+    return r_deparse(base) + level
+
+
+def _split_interaction(name: str) -> list[str]:
+    """``name`` split at the ``:`` between factors (not inside brackets or calls)."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(name):
+        if c in "([":
+            depth += 1
+        elif c in ")]":
+            depth -= 1
+        elif c == ":" and depth == 0:
+            parts.append(name[start:i])
+            start = i + 1
+    parts.append(name[start:])
+    return parts
 
 
 def r_names(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -10,8 +10,9 @@ design builder splits into one diagonal block per column.
 from __future__ import annotations
 
 from mixedtf.errors import FormulaSyntaxError
+from mixedtf.formula.rsyntax import to_python
 from mixedtf.formula.terms import Formula, RandomTerm, Response
-from mixedtf.formula.tokens import Token, source_text, split_top_level, tokenize
+from mixedtf.formula.tokens import Token, python_text, source_text, split_top_level, tokenize
 
 _BARS = ("|", "||")
 
@@ -116,13 +117,12 @@ def _parse_response(text: str, lhs: list[Token]) -> Response:
     bar = _first_bar(lhs, None)
     if bar is not None:
         raise _bar_outside(text, bar)
-    expr = source_text(text, lhs)
     if (
         len(lhs) == 1
         and lhs[0].kind == "CALL"
         and lhs[0].text.replace(" ", "").startswith("cbind(")
     ):
-        args = _split_call_args(lhs[0].text)
+        args = [to_python(a, text, lhs[0].start) for a in _split_call_args(lhs[0].text)]
         if len(args) != 2 or not all(args):
             raise FormulaSyntaxError(
                 f"cbind() takes two arguments (successes, failures); got {len(args)}",
@@ -130,8 +130,9 @@ def _parse_response(text: str, lhs: list[Token]) -> Response:
                 lhs[0].start,
                 "For a binomial response write 'cbind(successes, failures) ~ ...'.",
             )
+        expr = f"cbind({args[0]}, {args[1]})"
         return Response(expr=expr, cbind=(args[0], args[1]))
-    return Response(expr=expr)
+    return Response(expr=python_text(text, lhs))
 
 
 def _parse_rhs(text: str, rhs: list[Token]) -> tuple[str, list[RandomTerm], list[str]]:
@@ -176,9 +177,9 @@ def _parse_rhs(text: str, rhs: list[Token]) -> tuple[str, list[RandomTerm], list
                 raise FormulaSyntaxError(
                     "offset() takes one expression and is added with '+'", text, toks[0].start
                 )
-            offsets.append(args[0])
+            offsets.append(to_python(args[0], text, toks[0].start))
             continue
-        fixed_parts.append((sign, source_text(text, toks)))
+        fixed_parts.append((sign, python_text(text, toks)))
     return _join_fixed(fixed_parts), random, offsets
 
 
@@ -257,7 +258,7 @@ def _parse_random_lhs(text: str, lhs: list[Token]) -> tuple[bool, tuple[str, ...
                 continue
             where = op.end if op is not None else lhs[0].start
             raise FormulaSyntaxError(f"missing term after '{sign}'", text, where)
-        piece = source_text(text, toks)
+        piece = python_text(text, toks)
         if piece in ("0", "1") and len(toks) == 1:
             intercept = (piece == "1") == (sign == "+")
         elif sign == "-":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mixedtf.errors import FormulaSyntaxError
+from mixedtf.formula.rsyntax import to_python
 
 TokenKind = Literal["NAME", "NUMBER", "CALL", "OP", "LPAREN", "RPAREN"]
 
@@ -186,3 +187,21 @@ def source_text(formula: str, tokens: list[Token]) -> str:
     if not tokens:
         return ""
     return formula[tokens[0].start : tokens[-1].end]
+
+
+def python_text(formula: str, tokens: list[Token]) -> str:
+    """The text spanned by ``tokens`` with R's meaning spelled in Python: each call through
+    :func:`mixedtf.formula.rsyntax.to_python`, a column name with a dot quoted."""
+    if not tokens:
+        return ""
+    out, at = [], tokens[0].start
+    for tok in tokens:
+        out.append(formula[at : tok.start])
+        if tok.kind == "CALL" or (
+            tok.kind == "NAME" and "." in tok.text and not tok.text.startswith("`")
+        ):
+            out.append(to_python(tok.text, formula, tok.start))
+        else:
+            out.append(tok.text)
+        at = tok.end
+    return "".join(out)
