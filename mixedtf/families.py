@@ -21,11 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import expit, ndtr
 
 from mixedtf.errors import FamilyError
-
-_INVERSE_LINKS = {"identity": lambda eta: eta, "logit": expit, "probit": ndtr, "log": np.exp}
+from mixedtf.links import LINKS
 
 __all__ = ["FAMILIES", "Binomial", "Family", "Gaussian", "Ordinal", "Poisson", "get"]
 
@@ -62,7 +60,7 @@ class Family:
     def inverse_link(self, eta: np.ndarray) -> np.ndarray:
         """The mean ``g^{-1}(eta)`` (numpy): a probability for binomial, a rate for Poisson;
         ordinal models have no single mean (see ``predict(type="response")``)."""
-        return _INVERSE_LINKS[self.link](np.asarray(eta, dtype=np.float64))
+        return LINKS[self.link].inverse(np.asarray(eta, dtype=np.float64))
 
 
 @dataclass(frozen=True, repr=False)
@@ -77,19 +75,20 @@ class Gaussian(Family):
 
 @dataclass(frozen=True, repr=False)
 class Binomial(Family):
-    """Binomial counts out of trials (1 for a 0/1 response), links logit and probit."""
+    """Binomial counts out of trials (1 for a 0/1 response); links as R's ``binomial()``:
+    logit, probit, cloglog, log, cauchit."""
 
     name: ClassVar[str] = "binomial"
-    links: ClassVar[tuple[str, ...]] = ("logit", "probit")
+    links: ClassVar[tuple[str, ...]] = ("logit", "probit", "cloglog", "log", "cauchit")
     default_link: ClassVar[str] = "logit"
 
 
 @dataclass(frozen=True, repr=False)
 class Poisson(Family):
-    """Poisson counts, log link."""
+    """Poisson counts; links as R's ``poisson()``: log, sqrt, identity."""
 
     name: ClassVar[str] = "poisson"
-    links: ClassVar[tuple[str, ...]] = ("log",)
+    links: ClassVar[tuple[str, ...]] = ("log", "sqrt", "identity")
     default_link: ClassVar[str] = "log"
 
 

@@ -16,15 +16,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import expit, gammaln, log_ndtr, ndtr
+from scipy.special import expit, gammaln, log_ndtr
 
 from mixedtf.design import Design
 from mixedtf.errors import FamilyError
+from mixedtf.links import LINKS
 
 
 @dataclass(frozen=True)
 class GLMResponse:
-    """Response of a binomial or Poisson GLMM: counts ``y`` out of ``trials`` (binomial)."""
+    """Response of a binomial or Poisson GLMM: counts ``y`` out of ``trials`` (binomial),
+    with any of the family's links (:mod:`mixedtf.links`). A linear predictor that puts the
+    mean outside its range (a log-binomial probability above 1, an identity-Poisson rate
+    below 0) has log-likelihood ``-inf``, so PIRLS halves its step and the optimiser
+    steps back, as lme4 does."""
 
     family: str
     link: str
@@ -34,28 +39,49 @@ class GLMResponse:
 
     def mean(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``mu`` (a probability for binomial, a rate for Poisson) and ``d mu / d eta``."""
-        if self.link == "logit":
-            mu = expit(eta)
-            return mu, mu * (1.0 - mu)
-        if self.link == "probit":
-            return ndtr(eta), np.exp(-0.5 * eta**2) / np.sqrt(2 * np.pi)
-        if self.link == "log":
-            mu = np.exp(eta)
-            return mu, mu
-        raise FamilyError(f"link {self.link!r} has no mean function here")
+        link = LINKS[self.link]
+        return link.inverse(eta), link.mu_eta(eta)
+
+    def eta_range(self) -> tuple[float, float]:
+        """The linear predictors whose mean is in range: ``(0, inf)`` for the sqrt and
+        identity links of Poisson, ``(-inf, 0)`` for the log link of binomial, else all."""
+        if LINKS[self.link].positive_eta or (self.family == "poisson" and self.link == "identity"):
+            return 0.0, np.inf
+        if self.family == "binomial" and self.link == "log":
+            return -np.inf, 0.0
+        return -np.inf, np.inf
+
+    def _valid(self, mu: np.ndarray) -> np.ndarray:
+        if self.family == "binomial":
+            return (mu > 0.0) & (mu < 1.0)
+        return mu > 0.0
 
     def loglik(self, eta: np.ndarray, cuts=None) -> np.ndarray:
-        """Per-row log-likelihood, normalising constants included."""
+        """Per-row log-likelihood, normalising constants included (``-inf`` where the mean
+        is outside its range)."""
         if self.family == "binomial":
             n, y = self.trials, self.y
+            coef = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
             if self.link == "logit":
                 log_p, log_q = -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)
-            else:
+            elif self.link == "probit":
                 log_p, log_q = log_ndtr(eta), log_ndtr(-eta)
-            coef = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
-            return coef + y * log_p + (n - y) * log_q
-        mu = np.exp(eta)
-        return self.y * eta - mu - gammaln(self.y + 1)
+            else:
+                mu = self.mean(eta)[0]
+                ok = self._valid(mu)
+                safe = np.where(ok, mu, 0.5)
+                log_p = np.where(ok, np.log(safe), -np.inf)
+                log_q = np.where(ok, np.log1p(-safe), -np.inf)
+            with np.errstate(invalid="ignore"):  # 0 * -inf where y = 0 or y = n
+                out = coef + np.where(y > 0, y * log_p, 0.0) + np.where(n > y, (n - y) * log_q, 0.0)
+            return out
+        if self.link == "log":
+            return self.y * eta - np.exp(eta) - gammaln(self.y + 1)
+        mu = self.mean(eta)[0]
+        ok = self._valid(mu) & ((eta > 0) if LINKS[self.link].positive_eta else True)
+        safe = np.where(ok, mu, 1.0)
+        ll = np.where(self.y > 0, self.y * np.log(safe), 0.0) - safe - gammaln(self.y + 1)
+        return np.where(ok, ll, -np.inf)
 
     def score_and_weights(self, eta: np.ndarray, cuts=None) -> tuple[np.ndarray, np.ndarray]:
         """``d log p / d eta`` per row and the Fisher weights ``(d mu/d eta)^2 / Var``."""

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtri
 
 from mixedtf.design import Design
 from mixedtf.fit.response import OrdinalResponse, response_of
 from mixedtf.linalg.covariance import theta_from_factors
+from mixedtf.links import LINKS
 
 
 def start_theta(design: Design) -> np.ndarray:
@@ -41,24 +41,43 @@ def start_theta(design: Design) -> np.ndarray:
 
 
 def glm_start(design: Design) -> np.ndarray:
-    """Fixed effects of the GLM without random effects (IRLS from the empirical link of
-    the data); zeros for ordinal models, whose cutpoints carry the location."""
+    """Fixed effects of the GLM without random effects: IRLS as R's ``glm.fit``, from the
+    row-wise ``mustart`` (binomial ``(n y + 0.5) / (n + 1)``, Poisson ``y + 0.1``), with
+    the step halved while it leaves the mean's range (a log-binomial probability above 1);
+    zeros for ordinal models, whose cutpoints carry the location."""
     d, r = design, response_of(design)
     if isinstance(r, OrdinalResponse):
         return np.zeros(d.X.shape[1])
-    if r.family == "binomial":
-        p = np.clip((r.y + 0.5) / (r.trials + 1.0), 1e-3, 1 - 1e-3)
-        eta0 = np.log(p / (1 - p)) if r.link == "logit" else ndtri(p)
-    else:
-        eta0 = np.log(r.y + 0.5)
-    beta = np.linalg.lstsq(d.X, eta0 - d.offset, rcond=None)[0]
-    for _ in range(25):
+    link = LINKS[r.link]
+    mu0 = (r.y + 0.5) / (r.trials + 1.0) if r.family == "binomial" else r.y + 0.1
+    eta = link.link(mu0)
+    beta, value = None, -np.inf
+    for _ in range(50):
+        mu, dmu = r.mean(eta)
+        _, w = r.score_and_weights(eta)
+        z = eta - d.offset + (r.y / (r.trials if r.trials is not None else 1.0) - mu) / dmu
+        XtW = d.X.T * w
+        new = np.linalg.lstsq(XtW @ d.X, XtW @ z, rcond=None)[0]
+        for _ in range(30):  # step halving while the mean leaves its range
+            new_value = r.loglik(d.X @ new + d.offset).sum()
+            if np.isfinite(new_value) or beta is None:
+                break
+            new = (new + beta) / 2.0
+        if not np.isfinite(new_value):
+            new = _intercept_start(d, link, mu0) if beta is None else beta
+            new_value = r.loglik(d.X @ new + d.offset).sum()
+        if beta is not None and abs(new_value - value) < 1e-10 * (1.0 + abs(new_value)):
+            return new
+        beta, value = new, new_value
         eta = d.X @ beta + d.offset
-        score, w = r.score_and_weights(eta)
-        step = np.linalg.solve(d.X.T @ (d.X * w[:, None]), d.X.T @ score)
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-10:
-            break
+    return beta
+
+
+def _intercept_start(design: Design, link, mu0: np.ndarray) -> np.ndarray:
+    """The intercept at the overall mean, other effects 0 (a valid start for any link)."""
+    beta = np.zeros(design.X.shape[1])
+    if "(Intercept)" in design.fixed_names:
+        beta[design.fixed_names.index("(Intercept)")] = float(link.link(np.mean(mu0)))
     return beta
 
 

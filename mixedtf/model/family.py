@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from mixedtf import families
+from mixedtf.errors import FamilyError
 
 tfd = tfp.distributions
 
@@ -84,32 +86,92 @@ class GaussianLikelihood(Likelihood):
         return tfd.Independent(tfd.Normal(eta, sigma), reinterpreted_batch_ndims=1)
 
 
+def inverse_link(link: str, eta: tf.Tensor) -> tf.Tensor:
+    """``g^{-1}(eta)`` on TensorFlow (the numpy twins are :mod:`mixedtf.links`)."""
+    if link == "logit":
+        return tf.math.sigmoid(eta)
+    if link == "probit":
+        return 0.5 * tf.math.erfc(-eta / np.sqrt(2.0))
+    if link == "cloglog":
+        return -tf.math.expm1(-tf.exp(eta))
+    if link == "cauchit":
+        return 0.5 + tf.math.atan(eta) / np.pi
+    if link == "log":
+        return tf.exp(eta)
+    if link == "sqrt":
+        return tf.square(eta)
+    if link == "identity":
+        return eta
+    raise FamilyError(f"link {link!r} has no TensorFlow inverse here")
+
+
+def _in_range(values: tf.Tensor, ok: tf.Tensor, fill: float) -> tf.Tensor:
+    """``values`` where ``ok``, else ``fill``: the safe argument of a double ``tf.where``
+    (the gradient of the branch not taken must not be NaN)."""
+    return tf.where(ok, values, tf.cast(fill, values.dtype))
+
+
 @dataclass(frozen=True)
 class BinomialLikelihood(Likelihood):
-    """Binomial counts out of ``trials`` (1 for a 0/1 response); link logit or probit."""
+    """Binomial counts out of ``trials`` (1 for a 0/1 response), any of R's binomial links;
+    a probability outside (0, 1) has log-likelihood ``-inf``."""
+
+    def probability(self, eta: tf.Tensor) -> tf.Tensor:
+        return inverse_link(self.link, eta)
 
     def distribution(self, eta, params, trials=None) -> tfd.Distribution:
         count = tf.ones_like(eta) if trials is None else trials + tf.zeros_like(eta)
         if self.link == "logit":
             base = tfd.Binomial(total_count=count, logits=eta)
         else:
-            probs = tfd.Normal(tf.zeros([], eta.dtype), 1.0).cdf(eta)
-            base = tfd.Binomial(total_count=count, probs=probs)
+            base = tfd.Binomial(total_count=count, probs=self.probability(eta))
         return tfd.Independent(base, reinterpreted_batch_ndims=1)
+
+    def log_likelihood(self, eta, params, y, trials=None) -> tf.Tensor:
+        """``sum_i log C(n_i, y_i) + y_i log p_i + (n_i - y_i) log(1 - p_i)``, the binomial
+        coefficients summed once."""
+        n = tf.ones_like(y) if trials is None else trials
+        const = tf.reduce_sum(
+            tf.math.lgamma(n + 1.0) - tf.math.lgamma(y + 1.0) - tf.math.lgamma(n - y + 1.0)
+        )
+        if self.link == "logit":
+            return tf.reduce_sum(y * eta - n * tf.math.softplus(eta), -1) + const
+        if self.link == "probit":
+            normal = tfd.Normal(tf.zeros([], eta.dtype), tf.ones([], eta.dtype))
+            log_p, log_q = normal.log_cdf(eta), normal.log_cdf(-eta)
+            return tf.reduce_sum(y * log_p + (n - y) * log_q, -1) + const
+        p = self.probability(eta)
+        ok = (p > 0.0) & (p < 1.0)
+        safe = _in_range(p, ok, 0.5)
+        ll = y * tf.math.log(safe) + (n - y) * tf.math.log1p(-safe)
+        ll = tf.where(ok, ll, tf.constant(-np.inf, eta.dtype))
+        return tf.reduce_sum(ll, -1) + const
 
 
 @dataclass(frozen=True)
 class PoissonLikelihood(Likelihood):
-    """Poisson counts, log link."""
+    """Poisson counts, log, sqrt or identity link; a rate at or below 0 (or a negative
+    ``eta`` with the sqrt link) has log-likelihood ``-inf``."""
+
+    def rate(self, eta: tf.Tensor) -> tf.Tensor:
+        return inverse_link(self.link, eta)
 
     def distribution(self, eta, params, trials=None) -> tfd.Distribution:
-        return tfd.Independent(tfd.Poisson(log_rate=eta), reinterpreted_batch_ndims=1)
+        if self.link == "log":
+            return tfd.Independent(tfd.Poisson(log_rate=eta), reinterpreted_batch_ndims=1)
+        return tfd.Independent(tfd.Poisson(rate=self.rate(eta)), reinterpreted_batch_ndims=1)
 
     def log_likelihood(self, eta, params, y, trials=None) -> tf.Tensor:
-        """``sum_i y_i eta_i - exp(eta_i) - log(y_i!)``, the constant summed once (TFP's
+        """``sum_i y_i log mu_i - mu_i - log(y_i!)``, the constant summed once (TFP's
         ``Poisson.log_prob`` evaluates ``lgamma`` for every chain and row)."""
         const = -tf.reduce_sum(tf.math.lgamma(y + 1.0))
-        return tf.reduce_sum(y * eta - tf.exp(eta), -1) + const
+        if self.link == "log":
+            return tf.reduce_sum(y * eta - tf.exp(eta), -1) + const
+        ok = eta > 0.0  # identity: mu = eta > 0; sqrt: R's valideta, eta > 0
+        safe = _in_range(eta, ok, 1.0)
+        mu = self.rate(safe)
+        ll = tf.where(ok, y * tf.math.log(mu) - mu, tf.constant(-np.inf, eta.dtype))
+        return tf.reduce_sum(ll, -1) + const
 
 
 @dataclass(frozen=True)

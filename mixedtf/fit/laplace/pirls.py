@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.linalg import lsqr
 
 from mixedtf.design import Design
 from mixedtf.fit.laplace.agq import agq_deviance
@@ -31,6 +32,7 @@ from mixedtf.linalg.pirls_factor import PIRLSFactor
 from mixedtf.linalg.sparse import lambda_matrix, z_matrix
 
 MAX_PIRLS = 50
+MAX_RECENT = 16  # modes kept as starts for points where the last mode is out of range
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,7 @@ class LaplaceFit:
     deviance: float  # -2 log-likelihood (Laplace)
     u: np.ndarray  # conditional modes of the spherical effects
     A: sp.csr_matrix  # Z Lambda_theta
-    H: PIRLSFactor  # A'WA + I at the mode, factored in blocks
-    W: np.ndarray  # working weights at the mode
+    H: PIRLSFactor | None  # A'WA + I at the mode, factored in blocks (None: no mode found)
     eta: np.ndarray
     iterations: int
     cuts: np.ndarray | None = None  # ordinal cutpoints
@@ -56,6 +57,7 @@ class LaplaceModel:
         self.response: GLMResponse | OrdinalResponse = response_of(design)
         self.Z = z_matrix(design.groupings, design.nobs)
         self._u0 = np.zeros(self.Z.shape[1])
+        self._recent: dict[bytes, np.ndarray] = {}  # modes found, by (beta, theta, cuts)
 
     def relative_factor(self, theta: np.ndarray) -> sp.csr_matrix:
         """``Lambda_theta``."""
@@ -69,34 +71,100 @@ class LaplaceModel:
     def fit_modes(
         self, beta: np.ndarray, theta: np.ndarray, cuts: np.ndarray | None = None, tol=1e-10
     ) -> LaplaceFit:
-        """PIRLS for the conditional modes at fixed ``beta, theta`` (and ordinal ``cuts``)."""
+        """PIRLS for the conditional modes at fixed ``beta, theta`` (and ordinal ``cuts``):
+        Fisher scoring with step halving while the penalised deviance does not fall or the
+        mean leaves its range. Where no valid mode is found -- a mean out of range at every
+        step, a factor that is not positive definite -- the deviance is ``inf``, which the
+        optimiser treats as a step too far, not as the end of the fit."""
         d, r = self.design, self.response
         A = (self.Z @ self.relative_factor(theta)).tocsr()
         fixed = d.X @ beta + d.offset
-        u = self._u0.copy()
 
         def objective(u):
             eta = fixed + A @ u
-            return -2.0 * r.loglik(eta, cuts).sum() + u @ u, eta
+            with np.errstate(over="ignore", invalid="ignore"):
+                value = -2.0 * r.loglik(eta, cuts).sum() + u @ u
+            return (value if np.isfinite(value) else np.inf), eta
 
-        obj, eta = objective(u)
+        key = np.concatenate([beta, theta, [] if cuts is None else cuts]).tobytes()
+        # start from this point's own mode, the last one, the recent ones, or zero: the first
+        # whose means are in range (a positive-eta link has no valid mode path from anywhere)
+        starts = [self._recent.get(key), self._u0, *reversed(self._recent.values())]
+        for u in [s for s in starts if s is not None] + [np.zeros_like(self._u0)]:
+            obj, eta = objective(u)
+            if np.isfinite(obj):
+                break
+        else:  # no start has every mean in range: move the effects until they do
+            restored = self._into_range(A, fixed, u)
+            if restored is not None:
+                u = restored
+                obj, eta = objective(u)
         iterations = 0
         for iterations in range(1, MAX_PIRLS + 1):  # noqa: B007 -- reported below
-            score, w = r.score_and_weights(eta, cuts)
-            step = self._factor(A, w).solve(A.T @ score - u)
+            if not np.isfinite(obj):
+                break
+            step = self._newton_step(A, u, eta, cuts)
+            if step is None:
+                break
             for _ in range(30):  # step halving
                 new_obj, new_eta = objective(u + step)
                 if new_obj <= obj + 1e-12 * abs(obj):
                     break
                 step = step / 2.0
+            else:
+                break  # no step lowers the deviance: u is the mode to working precision
             u, converged = u + step, obj - new_obj < tol * (1.0 + abs(new_obj))
             obj, eta = new_obj, new_eta
             if converged:
                 break
+        H = self._weighted_factor(A, eta, cuts) if np.isfinite(obj) else None
+        if H is None:
+            return LaplaceFit(np.inf, u, A, None, eta, iterations, cuts)
         self._u0 = u  # warm start for the next (beta, theta)
-        _, w = r.score_and_weights(eta, cuts)
-        H = self._factor(A, w)
-        return LaplaceFit(obj + H.logdet, u, A, H, w, eta, iterations, cuts)
+        self._recent[key] = u
+        if len(self._recent) > MAX_RECENT:
+            self._recent.pop(next(iter(self._recent)))
+        return LaplaceFit(obj + H.logdet, u, A, H, eta, iterations, cuts)
+
+    def _into_range(self, A, fixed, u) -> np.ndarray | None:
+        """The least change of ``u`` that brings every ``eta`` inside the response's range
+        (with a margin), by least squares on the rows outside it; None if it cannot."""
+        range_of = getattr(self.response, "eta_range", None)
+        if range_of is None:
+            return None
+        lo, hi = range_of()
+        for _ in range(20):
+            eta = fixed + A @ u
+            margin = 0.05 * max(float(np.median(np.abs(eta))), 1e-3)
+            low, high = eta <= lo + 0.5 * margin, eta >= hi - 0.5 * margin
+            bad = low | high
+            if not bad.any():
+                return u
+            target = np.where(low, lo + margin, hi - margin)[bad]
+            u = u + lsqr(A[bad], target - eta[bad], atol=1e-10, btol=1e-10)[0]
+        return None
+
+    def _newton_step(self, A, u, eta, cuts) -> np.ndarray | None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            score, w = self.response.score_and_weights(eta, cuts)
+        if not (np.all(np.isfinite(score)) and np.all(np.isfinite(w))):
+            return None
+        try:
+            return self._factor(A, w).solve(A.T @ score - u)
+        except np.linalg.LinAlgError:
+            return None
+
+    def _weighted_factor(self, A, eta, cuts) -> PIRLSFactor | None:
+        """``A'WA + I`` factored at ``eta``, or None when it cannot be."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            _, w = self.response.score_and_weights(eta, cuts)
+        if not np.all(np.isfinite(w)):
+            return None
+        try:
+            H = self._factor(A, w)
+        except np.linalg.LinAlgError:
+            return None
+        return H if np.isfinite(H.logdet) else None
 
     def deviance(self, beta, theta, n_agq: int = 1, cuts=None) -> float:
         """``-2`` log-likelihood: Laplace (``n_agq = 1``) or adaptive Gauss-Hermite with
@@ -105,7 +173,7 @@ class LaplaceModel:
 
     def deviance_at(self, lap: LaplaceFit, beta, theta, n_agq: int = 1) -> float:
         """:meth:`deviance` from the modes ``lap`` already found at ``(beta, theta)``."""
-        if n_agq == 1:
+        if n_agq == 1 or not np.isfinite(lap.deviance):
             return lap.deviance
         d = self.design
         return agq_deviance(
