@@ -22,7 +22,7 @@ from mixedtf.errors import (
     SingularFitWarning,
 )
 from mixedtf.formula import parse_formula
-from mixedtf.mixedlm import MixedLM, glmer, lmer
+from mixedtf.mixedlm import MixedLM, glmer, glmer_nb, lmer
 from mixedtf.results import anova, load
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "errors",
     "families",
     "glmer",
+    "glmer_nb",
     "lmer",
     "load",
     "parse_formula",

@@ -25,7 +25,16 @@ import numpy as np
 from mixedtf.errors import FamilyError
 from mixedtf.links import LINKS
 
-__all__ = ["FAMILIES", "Binomial", "Family", "Gaussian", "Ordinal", "Poisson", "get"]
+__all__ = [
+    "FAMILIES",
+    "Binomial",
+    "Family",
+    "Gaussian",
+    "NegativeBinomial",
+    "Ordinal",
+    "Poisson",
+    "get",
+]
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,33 @@ class Poisson(Family):
 
 
 @dataclass(frozen=True, repr=False)
+class NegativeBinomial(Family):
+    """Negative binomial counts, ``Var(y) = mu + mu^2 / theta``; links log, sqrt, identity.
+    ``theta=None`` (default) estimates theta with the other parameters, as lme4's
+    ``glmer.nb``; a number holds it fixed, as ``glmer(family = negative.binomial(theta))``."""
+
+    name: ClassVar[str] = "negative_binomial"
+    links: ClassVar[tuple[str, ...]] = ("log", "sqrt", "identity")
+    default_link: ClassVar[str] = "log"
+
+    theta: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.theta is not None and not (
+            isinstance(self.theta, int | float) and np.isfinite(self.theta) and self.theta > 0
+        ):
+            raise FamilyError(
+                f"the negative binomial theta must be a positive number (or None to estimate "
+                f"it); got theta={self.theta!r}."
+            )
+
+    def __repr__(self) -> str:
+        theta = "" if self.theta is None else f", theta={self.theta!r}"
+        return f"NegativeBinomial(link={self.link!r}{theta})"
+
+
+@dataclass(frozen=True, repr=False)
 class Ordinal(Family):
     """Cumulative logit for ordered categories, as ``ordinal::clmm``:
     ``P(y <= k) = logistic(c_k - eta)``, no intercept in the fixed part."""
@@ -104,8 +140,9 @@ class Ordinal(Family):
 
 
 FAMILIES: dict[str, type[Family]] = {
-    cls.name: cls for cls in (Gaussian, Binomial, Poisson, Ordinal)
+    cls.name: cls for cls in (Gaussian, Binomial, Poisson, NegativeBinomial, Ordinal)
 }
+ALIASES = {"negative.binomial": "negative_binomial", "nb": "negative_binomial"}  # R's spelling
 
 
 def get(family: Any = "gaussian", link: str | None = None) -> Family:
@@ -124,6 +161,7 @@ def get(family: Any = "gaussian", link: str | None = None) -> Family:
             )
         return family
     name = family.lower() if isinstance(family, str) else None
+    name = ALIASES.get(name, name)
     if name not in FAMILIES:
         raise FamilyError(
             f"family must be one of {_or(tuple(FAMILIES))} or a mixedtf.families object; "

@@ -200,3 +200,22 @@ def glmer(
         options["nAGQ"] = nAGQ
     model = MixedLM.from_formula(formula, data, family=family, weights=weights, link=link)
     return model.fit(method=method, seed=seed, progress=progress, **options)
+
+
+def glmer_nb(
+    formula: str,
+    data: Any,
+    link: str = "log",
+    nAGQ: int | None = None,
+    seed: int | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> MixedLMResults:
+    """lme4's ``glmer.nb``: a negative binomial GLMM with its theta estimated jointly with
+    the other parameters by the Laplace approximation (``res.family_params["theta"]``, its
+    standard error in ``res.family_params_se``). For a fixed theta pass
+    ``family=mtf.families.NegativeBinomial(theta=...)`` to :func:`glmer`."""
+    family = families.NegativeBinomial(link=link)
+    return glmer(
+        formula, data, family, nAGQ, method="laplace", seed=seed, progress=progress, **options
+    )

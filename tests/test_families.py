@@ -15,7 +15,14 @@ CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 
 def test_registry_names_links_and_defaults():
     fam = mtf.families
-    assert sorted(fam.FAMILIES) == ["binomial", "gaussian", "ordinal", "poisson"]
+    assert sorted(fam.FAMILIES) == [
+        "binomial",
+        "gaussian",
+        "negative_binomial",
+        "ordinal",
+        "poisson",
+    ]
+    assert fam.get("negative.binomial") == fam.NegativeBinomial()  # R's spelling
     assert fam.Binomial().link == "logit" and fam.Binomial(link="probit").link == "probit"
     assert fam.get("poisson").link == "log" and fam.get("Gaussian").has_scale
     assert fam.get("ordinal").has_cutpoints and not fam.get("binomial").has_scale
@@ -28,7 +35,7 @@ def test_registry_names_links_and_defaults():
         ("binomial", "identity", "'binomial' is fitted with link 'logit', 'probit', 'cloglog'"),
         ("poisson", "logit", "'poisson' is fitted with link 'log', 'sqrt' or 'identity'; got"),
         ("gaussian", "log", "'gaussian' is fitted with link 'identity'"),
-        ("gamma", None, "family must be one of 'gaussian', 'binomial', 'poisson' or 'ordinal'"),
+        ("tweedie", None, "family must be one of 'gaussian', 'binomial', 'poisson'"),
     ],
 )
 def test_unfitted_family_link_pairs_are_refused(family, link, says):

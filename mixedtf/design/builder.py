@@ -81,11 +81,13 @@ class Design:
     n_dropped: int
     data: pd.DataFrame | None = None
     link: str = ""
+    spec: families.Family | None = None
 
     @property
     def family_spec(self) -> families.Family:
-        """The family object (:mod:`mixedtf.families`) with this design's link."""
-        return families.get(self.family, self.link or None)
+        """The family object (:mod:`mixedtf.families`): its link, a fixed negative binomial
+        theta."""
+        return self.spec if self.spec is not None else families.get(self.family, self.link or None)
 
     @property
     def nobs(self) -> int:
@@ -262,6 +264,7 @@ def build_design(
         n_dropped=len(frame) - len(complete),
         data=complete[names],
         link=spec.link,
+        spec=spec,
     )
 
 

@@ -1,6 +1,6 @@
 """The response vector, coerced as the family needs it.
 
-* gaussian, poisson: numeric (booleans become 0/1).
+* gaussian: numeric (booleans become 0/1); poisson, negative_binomial: whole counts.
 * binomial: ``cbind(successes, failures)`` gives an ``n x 2`` array; otherwise 0/1
   numbers, booleans, or a two-level factor whose first level is failure (as R's glm).
 * ordinal: an ordered categorical or whole numbers; coded ``1..K`` (sorted values) with the
@@ -89,8 +89,8 @@ def build_response(
             f"{bad.size} values outside [0, 1], such as {bad[:3].tolist()}. For counts out of "
             "trials write cbind(successes, failures) ~ ..."
         )
-    if family == "poisson":
-        _check_counts(y, f"the response {response.expr!r}", "poisson")
+    if family in ("poisson", "negative_binomial"):
+        _check_counts(y, f"the response {response.expr!r}", family)
     if family == "ordinal":
         values = np.unique(y)
         _check_categories(values.size, response.expr)

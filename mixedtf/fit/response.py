@@ -13,7 +13,7 @@ with ``I_{phi u} = R' A`` for ``A = Z Lambda`` -- what lme4's ``vcov`` Schur com
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.special import expit, gammaln, log_ndtr
@@ -36,6 +36,11 @@ class GLMResponse:
     y: np.ndarray
     trials: np.ndarray | None
     n_cutpoints: int = 0
+    nb_theta: float = 1.0  # negative binomial: Var(y) = mu + mu^2 / theta
+
+    def with_nb_theta(self, theta: float) -> GLMResponse:
+        """This response with the negative binomial ``theta``."""
+        return replace(self, nb_theta=float(theta))
 
     def mean(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``mu`` (a probability for binomial, a rate for Poisson) and ``d mu / d eta``."""
@@ -45,7 +50,8 @@ class GLMResponse:
     def eta_range(self) -> tuple[float, float]:
         """The linear predictors whose mean is in range: ``(0, inf)`` for the sqrt and
         identity links of Poisson, ``(-inf, 0)`` for the log link of binomial, else all."""
-        if LINKS[self.link].positive_eta or (self.family == "poisson" and self.link == "identity"):
+        counts = self.family in ("poisson", "negative_binomial")
+        if LINKS[self.link].positive_eta or (counts and self.link == "identity"):
             return 0.0, np.inf
         if self.family == "binomial" and self.link == "log":
             return -np.inf, 0.0
@@ -75,12 +81,21 @@ class GLMResponse:
             with np.errstate(invalid="ignore"):  # 0 * -inf where y = 0 or y = n
                 out = coef + np.where(y > 0, y * log_p, 0.0) + np.where(n > y, (n - y) * log_q, 0.0)
             return out
-        if self.link == "log":
+        if self.family == "poisson" and self.link == "log":
             return self.y * eta - np.exp(eta) - gammaln(self.y + 1)
         mu = self.mean(eta)[0]
         ok = self._valid(mu) & ((eta > 0) if LINKS[self.link].positive_eta else True)
         safe = np.where(ok, mu, 1.0)
-        ll = np.where(self.y > 0, self.y * np.log(safe), 0.0) - safe - gammaln(self.y + 1)
+        y = self.y
+        if self.family == "negative_binomial":
+            t = self.nb_theta
+            ll = (
+                gammaln(y + t) - gammaln(t) - gammaln(y + 1)
+                + t * (np.log(t) - np.log(t + safe))
+                + np.where(y > 0, y * (np.log(safe) - np.log(t + safe)), 0.0)
+            )  # fmt: skip
+        else:
+            ll = np.where(y > 0, y * np.log(safe), 0.0) - safe - gammaln(y + 1)
         return np.where(ok, ll, -np.inf)
 
     def score_and_weights(self, eta: np.ndarray, cuts=None) -> tuple[np.ndarray, np.ndarray]:
@@ -89,6 +104,9 @@ class GLMResponse:
         if self.family == "binomial":
             var = np.clip(mu * (1.0 - mu), 1e-300, None) / self.trials
             resid = self.y / self.trials - mu
+        elif self.family == "negative_binomial":
+            var = np.clip(mu + mu**2 / self.nb_theta, 1e-300, None)
+            resid = self.y - mu
         else:
             var = np.clip(mu, 1e-300, None)
             resid = self.y - mu
@@ -169,8 +187,11 @@ class OrdinalResponse:
 
 def response_of(design: Design) -> GLMResponse | OrdinalResponse:
     """The row-wise response of a binomial, Poisson or ordinal design, with its link."""
-    if design.family in ("binomial", "poisson"):
-        return GLMResponse(design.family, design.family_spec.link, design.outcome, design.trials)
+    if design.family in ("binomial", "poisson", "negative_binomial"):
+        spec = design.family_spec
+        response = GLMResponse(design.family, spec.link, design.outcome, design.trials)
+        theta = getattr(spec, "theta", None)
+        return response if theta is None else response.with_nb_theta(theta)
     if design.family == "ordinal":
         return OrdinalResponse(design.outcome, int(design.outcome.max()))
     raise FamilyError(

@@ -81,6 +81,15 @@ def _intercept_start(design: Design, link, mu0: np.ndarray) -> np.ndarray:
     return beta
 
 
+def nb_theta_start(design: Design, beta: np.ndarray) -> float:
+    """A start for the negative binomial theta: the moment estimate
+    ``sum mu^2 / sum((y - mu)^2 - mu)`` at the GLM fit, within [0.05, 1000]."""
+    r = response_of(design)
+    mu = r.mean(design.X @ beta + design.offset)[0]
+    excess = float(np.sum((r.y - mu) ** 2 - mu))
+    return float(np.clip(np.sum(mu**2) / excess, 0.05, 1000.0)) if excess > 0 else 1000.0
+
+
 def start_cutpoints(y: np.ndarray) -> np.ndarray:
     """Ordinal cutpoints from the marginal cumulative proportions of ``y`` in ``1..K``:
     ``c_k = logit(P(y <= k))`` (the fit without covariates)."""

@@ -40,6 +40,9 @@ class MixedLMResults:
             conditional covariances (computed on first use).
         cutpoints: ordinal models: the ``K - 1`` ordered cutpoints; ``beta_cov`` then covers
             ``(beta, cutpoints)``.
+        family_params: the family's estimated parameters, such as the negative binomial
+            ``{"theta": ...}`` (lme4's ``getME(m, "glmer.nb.theta")``), with their standard
+            errors in ``family_params_se``.
         draws: MCEM fits: per grouping, ``S x n_levels x k`` draws of the random effects from
             the E-step after burn-in (the posterior predictive of ``predict(type="response")``).
     """
@@ -63,6 +66,8 @@ class MixedLMResults:
         reml_criterion: float | None = None,
         cutpoints: np.ndarray | None = None,
         draws: list[np.ndarray] | None = None,
+        family_params: dict[str, float] | None = None,
+        family_params_se: dict[str, float] | None = None,
     ) -> None:
         self.design = design
         self.method = method
@@ -79,6 +84,8 @@ class MixedLMResults:
         self._condcov_fn = conditional_covariances
         self.cutpoints = None if cutpoints is None else np.asarray(cutpoints, dtype=np.float64)
         self.draws = draws
+        self.family_params = dict(family_params or {})
+        self.family_params_se = dict(family_params_se or {})
         # MCEM fits of Gaussian models: the AnalyticCheck against exact ML
         self.check: AnalyticCheck | None = None
 
@@ -110,7 +117,8 @@ class MixedLMResults:
         """Number of parameters: fixed effects, cutpoints, theta and, for Gaussian models, the
         residual SD (lme4's logLik df)."""
         n_cuts = 0 if self.cutpoints is None else self.cutpoints.size
-        return self._beta.size + n_cuts + self.theta.size + int(self.has_scale)
+        n_family = len(self.family_params)
+        return self._beta.size + n_cuts + self.theta.size + int(self.has_scale) + n_family
 
     @property
     def aic(self) -> float:
@@ -242,7 +250,7 @@ class MixedLMResults:
         linear predictor for ordinal models."""
         d = self.design
         eta = d.X @ self._beta + d.offset + random_part(d.groupings, self._modes, "population")
-        if self.design.family in ("binomial", "poisson"):
+        if self.design.family in ("binomial", "poisson", "negative_binomial"):
             eta = d.family_spec.inverse_link(eta)
         return pd.Series(eta, index=d.index, name="fitted")
 

@@ -108,6 +108,9 @@ def save(res: Any, path: str | os.PathLike) -> None:
         "formula": d.formula.text,
         "family": d.family,
         "link": d.link,
+        "family_theta": getattr(d.family_spec, "theta", None),
+        "family_params": res.family_params,
+        "family_params_se": {k: _json_safe(v) for k, v in res.family_params_se.items()},
         "method": res.method,
         "fixed_names": list(d.fixed_names),
         "theta_names": res.theta.index.tolist(),
@@ -217,6 +220,10 @@ def read(path: str | os.PathLike) -> Stored:
         "reml_criterion": meta["reml_criterion"],
         "cutpoints": arrays.get("cutpoints"),
         "draws": [arrays[f"draws_{j}"] for j in range(J)] if "draws_0" in arrays else None,
+        "family_params": meta.get("family_params"),
+        "family_params_se": {
+            k: np.nan if v is None else v for k, v in (meta.get("family_params_se") or {}).items()
+        },
     }
     return Stored(arguments, _read_check(meta["check"], arrays))
 
@@ -230,7 +237,10 @@ def _rebuild_design(meta: dict, arrays: dict[str, np.ndarray]):
         weights = WEIGHTS if WEIGHTS in frame.columns else None
         family = meta["family"]
         link = meta.get("link") or meta["fit_info"].get("extra", {}).get("link")
-        design = build_design(meta["formula"], frame, families.get(family, link), weights)
+        spec = families.get(family, link)
+        if meta.get("family_theta") is not None:
+            spec = families.NegativeBinomial(link=spec.link, theta=meta["family_theta"])
+        design = build_design(meta["formula"], frame, spec, weights)
     if list(design.fixed_names) != meta["fixed_names"] or design.nobs != len(frame):
         raise MixedTFError(
             f"the stored data rebuild a different design (fixed effects {list(design.fixed_names)}, "

@@ -150,9 +150,14 @@ def _header(res) -> list[tuple[str, str]]:
     loglik = f"{res.loglik:.4f}" if np.isfinite(res.loglik) else "n/a"
     if res.method == "mcem" and info.loglik_method != "exact" and np.isfinite(res.loglik):
         loglik += f" ({info.loglik_method.capitalize()})"
+    family = [
+        (f"Family {name}", f"{value:.4f} (s.e. {res.family_params_se.get(name, np.nan):.4f})")
+        for name, value in res.family_params.items()
+    ]
     return [
         ("Model", "MixedLM"),
         ("Family / link", f"{res.design.family} / {res.link}"),
+        *family,
         ("Method", _method_name(res)),
         ("No. observations", str(res.nobs)),
         ("Groups", groups),

@@ -22,11 +22,28 @@ from mixedtf.fit.laplace.agq import check_agq
 from mixedtf.fit.laplace.pirls import LaplaceModel
 from mixedtf.fit.options import LaplaceOptions
 from mixedtf.fit.response import OrdinalResponse
-from mixedtf.fit.start import glm_start, start_cutpoints
+from mixedtf.fit.start import glm_start, nb_theta_start, start_cutpoints
 from mixedtf.linalg.covariance import factors, lower_bounds, theta_names
 from mixedtf.results.results import FitInfo, MixedLMResults
 
 HESSIAN_MAX_Q = 500  # ordinal fits up to this many random effects get clmm's Hessian vcov
+
+
+def finite_hessian(f, x0: np.ndarray) -> np.ndarray:
+    """Central finite-difference Hessian of ``f`` at ``x0`` (steps ``1e-3`` relative)."""
+    h = 1e-3 * np.maximum(1.0, np.abs(x0))
+    dim = x0.size
+    H = np.empty((dim, dim))
+    f0 = f(x0)
+    for i in range(dim):
+        ei = np.eye(dim)[i] * h[i]
+        H[i, i] = (f(x0 + ei) - 2 * f0 + f(x0 - ei)) / h[i] ** 2
+        for j in range(i):
+            ej = np.eye(dim)[j] * h[j]
+            H[i, j] = H[j, i] = (
+                f(x0 + ei + ej) - f(x0 + ei - ej) - f(x0 - ei + ej) + f(x0 - ei - ej)
+            ) / (4 * h[i] * h[j])
+    return H
 
 
 def hessian_vcov(model: LaplaceModel, theta, beta, cuts=None, n_agq: int = 1) -> np.ndarray:
@@ -44,19 +61,29 @@ def hessian_vcov(model: LaplaceModel, theta, beta, cuts=None, n_agq: int = 1) ->
         c = None if cuts is None else x[nt + p :]
         return 0.5 * model.deviance(x[nt : nt + p], th, n_agq, c)
 
-    h = 1e-3 * np.maximum(1.0, np.abs(x0))
-    dim = x0.size
-    H = np.empty((dim, dim))
-    f0 = f(x0)
-    for i in range(dim):
-        ei = np.eye(dim)[i] * h[i]
-        H[i, i] = (f(x0 + ei) - 2 * f0 + f(x0 - ei)) / h[i] ** 2
-        for j in range(i):
-            ej = np.eye(dim)[j] * h[j]
-            H[i, j] = H[j, i] = (
-                f(x0 + ei + ej) - f(x0 + ei - ej) - f(x0 - ei + ej) + f(x0 - ei - ej)
-            ) / (4 * h[i] * h[j])
-    return np.linalg.inv(H)[nt:, nt:]
+    return np.linalg.inv(finite_hessian(f, x0))[nt:, nt:]
+
+
+def nb_theta_se(model: LaplaceModel, theta, beta, nb_theta: float) -> float:
+    """Standard error of the negative binomial theta, from the finite-difference Hessian
+    of the deviance over ``(theta, beta, log theta_nb)`` (delta method from the log)."""
+    free_theta = np.flatnonzero(np.abs(theta) > 1e-4)
+    x0 = np.concatenate([theta[free_theta], beta, [np.log(nb_theta)]])
+    nt, p = free_theta.size, beta.size
+
+    def f(x):
+        th = theta.copy()
+        th[free_theta] = x[:nt]
+        model.set_nb_theta(np.exp(x[-1]))
+        return 0.5 * model.deviance(x[nt : nt + p], th)
+
+    try:
+        var = np.linalg.inv(finite_hessian(f, x0))[-1, -1]
+    except np.linalg.LinAlgError:
+        var = np.nan
+    finally:
+        model.set_nb_theta(nb_theta)
+    return float(nb_theta * np.sqrt(var)) if var > 0 else float("nan")
 
 
 def ascending(x: np.ndarray) -> np.ndarray:
@@ -70,25 +97,35 @@ def ascending_inverse(c: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Layout:
-    """How the optimiser's vector ``x = (theta, beta, free cutpoints)`` splits."""
+    """How the optimiser's vector ``x = (theta, beta, free cutpoints | log theta_nb)``
+    splits."""
 
     n_theta: int
     p: int
     ordinal: bool
+    nb: bool = False  # the negative binomial theta is estimated (last coordinate, log)
 
     def unpack(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         nt, p = self.n_theta, self.p
         return x[:nt], x[nt : nt + p], ascending(x[nt + p :]) if self.ordinal else None
 
+    def nb_theta(self, x: np.ndarray) -> float | None:
+        return float(np.exp(x[-1])) if self.nb else None
+
 
 def _start(design: Design, model: LaplaceModel) -> tuple[np.ndarray, _Layout]:
-    """Theta = 1 on the diagonals (lme4's start), the GLM fit, the marginal cutpoints."""
+    """Theta = 1 on the diagonals (lme4's start), the GLM fit, the marginal cutpoints, the
+    negative binomial theta from the GLM's moments."""
     lo = lower_bounds(design.groupings)
     theta0 = np.where(np.isfinite(lo), 1.0, 0.0)
     beta0 = glm_start(design)
     ordinal = isinstance(model.response, OrdinalResponse)
-    free_cuts = ascending_inverse(start_cutpoints(design.outcome)) if ordinal else np.zeros(0)
-    return np.concatenate([theta0, beta0, free_cuts]), _Layout(theta0.size, beta0.size, ordinal)
+    extra = ascending_inverse(start_cutpoints(design.outcome)) if ordinal else np.zeros(0)
+    nb = design.family == "negative_binomial" and design.family_spec.theta is None
+    if nb:
+        extra = np.array([np.log(nb_theta_start(design, beta0))])
+    x0 = np.concatenate([theta0, beta0, extra])
+    return x0, _Layout(theta0.size, beta0.size, ordinal, nb)
 
 
 def _optimise(model: LaplaceModel, x0, layout: _Layout, opts: LaplaceOptions) -> Any:
@@ -96,23 +133,31 @@ def _optimise(model: LaplaceModel, x0, layout: _Layout, opts: LaplaceOptions) ->
 
     def objective(x):
         theta, beta, cuts = layout.unpack(x)
+        if layout.nb:
+            model.set_nb_theta(layout.nb_theta(x))
         dev = model.deviance(beta, theta, opts.n_agq, cuts)
         return dev if np.isfinite(dev) else 1e300
 
     bounds = Bounds(
         np.concatenate([lo, np.full(x0.size - lo.size, -np.inf)]), np.full(x0.size, np.inf)
     )
-    return minimize(
-        objective,
-        x0,
-        method="COBYQA",
-        bounds=bounds,
-        options={
-            "maxfev": opts.max_evaluations,
-            "initial_tr_radius": 0.2,
-            "final_tr_radius": 1e-7,
-        },
-    )
+
+    def run(start, radius, budget):
+        return minimize(
+            objective,
+            start,
+            method="COBYQA",
+            bounds=bounds,
+            options={"maxfev": budget, "initial_tr_radius": radius, "final_tr_radius": 1e-7},
+        )
+
+    result = run(x0, 0.2, opts.max_evaluations)
+    if layout.nb and result.success:  # the theta_nb direction is flat: polish from the end
+        polished = run(result.x, 0.02, max(opts.max_evaluations - result.nfev, 50))
+        polished.nfev += result.nfev
+        if polished.fun <= result.fun:
+            result = polished
+    return result
 
 
 def fit_laplace(design: Design, options: LaplaceOptions | None = None) -> MixedLMResults:
@@ -140,6 +185,13 @@ def fit_laplace(design: Design, options: LaplaceOptions | None = None) -> MixedL
     theta, beta, cuts = layout.unpack(result.x)
     lo = lower_bounds(design.groupings)
     theta = np.maximum(theta, lo)
+    family_params, family_params_se = {}, {}
+    if layout.nb:
+        nb = layout.nb_theta(result.x)
+        model.set_nb_theta(nb)
+        family_params["theta"] = nb
+        small = sum(g.n_levels * g.k for g in design.groupings) <= HESSIAN_MAX_Q
+        family_params_se["theta"] = nb_theta_se(model, theta, beta, nb) if small else np.nan
     lap = model.fit_modes(beta, theta, cuts)  # once at the optimum: deviance, modes and vcov
     dev = model.deviance_at(lap, beta, theta, opts.n_agq)
     if layout.ordinal and sum(g.n_levels * g.k for g in design.groupings) <= HESSIAN_MAX_Q:
@@ -174,4 +226,6 @@ def fit_laplace(design: Design, options: LaplaceOptions | None = None) -> MixedL
         deviance=dev,
         fit_info=info,
         cutpoints=cuts,
+        family_params=family_params,
+        family_params_se=family_params_se,
     )

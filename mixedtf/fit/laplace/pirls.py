@@ -54,10 +54,15 @@ class LaplaceModel:
 
     def __init__(self, design: Design) -> None:
         self.design = design
-        self.response: GLMResponse | OrdinalResponse = response_of(design)
+        self._base = response_of(design)
+        self.response: GLMResponse | OrdinalResponse = self._base
         self.Z = z_matrix(design.groupings, design.nobs)
         self._u0 = np.zeros(self.Z.shape[1])
         self._recent: dict[bytes, np.ndarray] = {}  # modes found, by (beta, theta, cuts)
+
+    def set_nb_theta(self, nb_theta: float) -> None:
+        """Evaluate the negative binomial model at ``theta_nb`` from now on."""
+        self.response = self._base.with_nb_theta(nb_theta)
 
     def relative_factor(self, theta: np.ndarray) -> sp.csr_matrix:
         """``Lambda_theta``."""
@@ -86,7 +91,8 @@ class LaplaceModel:
                 value = -2.0 * r.loglik(eta, cuts).sum() + u @ u
             return (value if np.isfinite(value) else np.inf), eta
 
-        key = np.concatenate([beta, theta, [] if cuts is None else cuts]).tobytes()
+        extra = [getattr(r, "nb_theta", 0.0)] if cuts is None else cuts
+        key = np.concatenate([beta, theta, extra]).tobytes()
         # start from this point's own mode, the last one, the recent ones, or zero: the first
         # whose means are in range (a positive-eta link has no valid mode path from anywhere)
         starts = [self._recent.get(key), self._u0, *reversed(self._recent.values())]

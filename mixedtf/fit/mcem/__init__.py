@@ -4,6 +4,7 @@ of the driver (:mod:`~mixedtf.fit.mcem.driver`) on the compiled model's kernel."
 from __future__ import annotations
 
 from mixedtf.design import Design
+from mixedtf.errors import FamilyError
 from mixedtf.fit.checks import require_random_terms
 from mixedtf.fit.mcem.driver import MCEMRun, mcse
 from mixedtf.fit.mcem.gaussian import fit_mcem_gaussian
@@ -31,6 +32,11 @@ def fit_mcem(
         MonteCarloWarning: the analytic check finds the estimate far from the exact optimum.
     """
     require_random_terms(design)
+    if design.family == "negative_binomial":
+        raise FamilyError(
+            "Monte Carlo EM does not fit the negative binomial family yet; fit it with "
+            "method='laplace' (mtf.glmer_nb, as lme4's glmer.nb)."
+        )
     opts = (options or MCEMOptions()).for_family(design.family)
     if design.family == "gaussian":
         return fit_mcem_gaussian(design, opts, seed, progress)
