@@ -29,7 +29,9 @@ __all__ = [
     "FAMILIES",
     "Binomial",
     "Family",
+    "Gamma",
     "Gaussian",
+    "InverseGaussian",
     "NegativeBinomial",
     "Ordinal",
     "Poisson",
@@ -129,6 +131,29 @@ class NegativeBinomial(Family):
 
 
 @dataclass(frozen=True, repr=False)
+class Gamma(Family):
+    """Gamma response with a dispersion, ``Var(y) = phi mu^2``; links inverse (R's default),
+    log, identity. Fitted as lme4's ``glmer(family = Gamma(...))``, itself approximate:
+    PIRLS ignores the dispersion, and the Laplace deviance plugs in ``deviance / n``."""
+
+    name: ClassVar[str] = "gamma"
+    links: ClassVar[tuple[str, ...]] = ("inverse", "log", "identity")
+    default_link: ClassVar[str] = "inverse"
+    has_scale: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, repr=False)
+class InverseGaussian(Family):
+    """Inverse Gaussian response with a dispersion, ``Var(y) = phi mu^3``; links ``1/mu^2``
+    (R's default), inverse, log, identity; lme4's conventions as for :class:`Gamma`."""
+
+    name: ClassVar[str] = "inverse_gaussian"
+    links: ClassVar[tuple[str, ...]] = ("1/mu^2", "inverse", "log", "identity")
+    default_link: ClassVar[str] = "1/mu^2"
+    has_scale: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, repr=False)
 class Ordinal(Family):
     """Cumulative logit for ordered categories, as ``ordinal::clmm``:
     ``P(y <= k) = logistic(c_k - eta)``, no intercept in the fixed part."""
@@ -140,9 +165,14 @@ class Ordinal(Family):
 
 
 FAMILIES: dict[str, type[Family]] = {
-    cls.name: cls for cls in (Gaussian, Binomial, Poisson, NegativeBinomial, Ordinal)
+    cls.name: cls
+    for cls in (Gaussian, Binomial, Poisson, NegativeBinomial, Gamma, InverseGaussian, Ordinal)
 }
-ALIASES = {"negative.binomial": "negative_binomial", "nb": "negative_binomial"}  # R's spelling
+ALIASES = {  # R's spellings
+    "negative.binomial": "negative_binomial",
+    "nb": "negative_binomial",
+    "inverse.gaussian": "inverse_gaussian",
+}
 
 
 def get(family: Any = "gaussian", link: str | None = None) -> Family:

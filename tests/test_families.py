@@ -17,11 +17,14 @@ def test_registry_names_links_and_defaults():
     fam = mtf.families
     assert sorted(fam.FAMILIES) == [
         "binomial",
+        "gamma",
         "gaussian",
+        "inverse_gaussian",
         "negative_binomial",
         "ordinal",
         "poisson",
     ]
+    assert fam.get("inverse.gaussian").link == "1/mu^2" and fam.get("gamma").link == "inverse"
     assert fam.get("negative.binomial") == fam.NegativeBinomial()  # R's spelling
     assert fam.Binomial().link == "logit" and fam.Binomial(link="probit").link == "probit"
     assert fam.get("poisson").link == "log" and fam.get("Gaussian").has_scale

@@ -91,6 +91,12 @@ def build_response(
         )
     if family in ("poisson", "negative_binomial"):
         _check_counts(y, f"the response {response.expr!r}", family)
+    if family in ("gamma", "inverse_gaussian") and np.any(y <= 0):
+        bad = y[y <= 0]
+        raise FamilyError(
+            f"the response {response.expr!r} must be positive for family={family!r}; "
+            f"{bad.size} values are not, such as {bad[:3].tolist()}."
+        )
     if family == "ordinal":
         values = np.unique(y)
         _check_categories(values.size, response.expr)

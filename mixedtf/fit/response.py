@@ -49,9 +49,10 @@ class GLMResponse:
 
     def eta_range(self) -> tuple[float, float]:
         """The linear predictors whose mean is in range: ``(0, inf)`` for the sqrt and
-        identity links of Poisson, ``(-inf, 0)`` for the log link of binomial, else all."""
-        counts = self.family in ("poisson", "negative_binomial")
-        if LINKS[self.link].positive_eta or (counts and self.link == "identity"):
+        identity links of counts and the inverse and identity links of positive responses,
+        ``(-inf, 0)`` for the log link of binomial, else all."""
+        positive = self.family not in ("binomial",) and self.link in ("identity", "inverse")
+        if LINKS[self.link].positive_eta or positive:
             return 0.0, np.inf
         if self.family == "binomial" and self.link == "log":
             return -np.inf, 0.0
@@ -84,9 +85,12 @@ class GLMResponse:
         if self.family == "poisson" and self.link == "log":
             return self.y * eta - np.exp(eta) - gammaln(self.y + 1)
         mu = self.mean(eta)[0]
-        ok = self._valid(mu) & ((eta > 0) if LINKS[self.link].positive_eta else True)
+        lo, hi = self.eta_range()
+        ok = self._valid(mu) & (eta > lo) & (eta < hi)
         safe = np.where(ok, mu, 1.0)
         y = self.y
+        if self.family in ("gamma", "inverse_gaussian"):
+            return np.where(ok, -0.5 * self.deviance_residuals(safe), -np.inf)
         if self.family == "negative_binomial":
             t = self.nb_theta
             ll = (
@@ -107,10 +111,54 @@ class GLMResponse:
         elif self.family == "negative_binomial":
             var = np.clip(mu + mu**2 / self.nb_theta, 1e-300, None)
             resid = self.y - mu
+        elif self.family in ("gamma", "inverse_gaussian"):
+            var = self.variance(mu)
+            resid = self.y - mu
         else:
             var = np.clip(mu, 1e-300, None)
             resid = self.y - mu
         return resid * dmu / var, dmu**2 / var
+
+    def variance(self, mu: np.ndarray) -> np.ndarray:
+        """The variance function ``V(mu)`` (unit dispersion)."""
+        if self.family == "binomial":
+            return np.clip(mu * (1.0 - mu), 1e-300, None) / self.trials
+        if self.family == "negative_binomial":
+            return np.clip(mu + mu**2 / self.nb_theta, 1e-300, None)
+        power = {"gamma": 2, "inverse_gaussian": 3}.get(self.family, 1)
+        return np.clip(mu**power, 1e-300, None)
+
+    def deviance_residuals(self, mu: np.ndarray) -> np.ndarray:
+        """R's ``family$dev.resids`` of the responses with a dispersion."""
+        y = self.y
+        if self.family == "gamma":
+            return -2.0 * (np.log(y / mu) - (y - mu) / mu)
+        return (y - mu) ** 2 / (y * mu**2)
+
+    @property
+    def has_dispersion(self) -> bool:
+        return self.family in ("gamma", "inverse_gaussian")
+
+    def conditional_deviance(self, eta: np.ndarray, cuts=None) -> float:
+        """The conditional term of the Laplace deviance, lme4's ``aic()``: ``-2 log p(y|u)``
+        for the families without a dispersion; for Gamma and inverse Gaussian ``-2 log p``
+        at the dispersion ``deviance / n``, plus 2."""
+        if not self.has_dispersion:
+            return float(-2.0 * self.loglik(eta, cuts).sum())
+        mu = self.mean(eta)[0]
+        dev = float(self.deviance_residuals(mu).sum())
+        n, y = self.y.size, self.y
+        if self.family == "gamma":
+            shape = n / dev  # 1 / dispersion
+            logd = shape * np.log(shape * y / mu) - shape * y / mu - np.log(y) - gammaln(shape)
+            return float(-2.0 * logd.sum() + 2.0)
+        return float(n * (np.log(dev / n * 2.0 * np.pi) + 1.0) + 3.0 * np.log(y).sum() + 2.0)
+
+    def pearson_ss(self, eta: np.ndarray) -> float:
+        """``sum (y - mu)^2 / V(mu)``, lme4's ``wrss`` of a GLMM."""
+        mu = self.mean(eta)[0]
+        r = (self.y / (self.trials if self.trials is not None else 1.0)) - mu
+        return float(np.sum(r**2 / self.variance(mu)))
 
     def fixed_information(self, eta, X, cuts=None) -> tuple[np.ndarray, np.ndarray]:
         """``X'WX`` and ``R = W X``."""
@@ -157,6 +205,12 @@ class OrdinalResponse:
     def loglik(self, eta, cuts) -> np.ndarray:
         return self._parts(eta, cuts)[0]
 
+    has_dispersion = False
+
+    def conditional_deviance(self, eta, cuts) -> float:
+        """``-2 log p(y | u)``, the conditional term of the Laplace deviance."""
+        return float(-2.0 * self.loglik(eta, cuts).sum())
+
     def score_and_weights(self, eta, cuts) -> tuple[np.ndarray, np.ndarray]:
         """``d log p / d eta = -(l_a + l_c)`` and the observed weights ``-d^2 log p/d eta^2``
         (positive: the cumulative logit is log-concave)."""
@@ -187,7 +241,7 @@ class OrdinalResponse:
 
 def response_of(design: Design) -> GLMResponse | OrdinalResponse:
     """The row-wise response of a binomial, Poisson or ordinal design, with its link."""
-    if design.family in ("binomial", "poisson", "negative_binomial"):
+    if design.family in ("binomial", "poisson", "negative_binomial", "gamma", "inverse_gaussian"):
         spec = design.family_spec
         response = GLMResponse(design.family, spec.link, design.outcome, design.trials)
         theta = getattr(spec, "theta", None)

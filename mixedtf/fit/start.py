@@ -49,7 +49,10 @@ def glm_start(design: Design) -> np.ndarray:
     if isinstance(r, OrdinalResponse):
         return np.zeros(d.X.shape[1])
     link = LINKS[r.link]
-    mu0 = (r.y + 0.5) / (r.trials + 1.0) if r.family == "binomial" else r.y + 0.1
+    if r.family == "binomial":
+        mu0 = (r.y + 0.5) / (r.trials + 1.0)
+    else:  # R's mustart: y for positive responses, y + 0.1 for counts
+        mu0 = r.y if r.has_dispersion else r.y + 0.1
     eta = link.link(mu0)
     beta, value = None, -np.inf
     for _ in range(50):

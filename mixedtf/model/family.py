@@ -221,4 +221,9 @@ def likelihood_of(family: str | families.Family, link: str | None = None) -> Lik
     """The TensorFlow likelihood of a family (a name with an optional link, or a family
     object of :mod:`mixedtf.families`); links are validated there."""
     spec = families.get(family, link)
+    if spec.name not in LIKELIHOODS:
+        raise FamilyError(
+            f"the compiled (TensorFlow) model has no {spec.name!r} likelihood yet, so Monte Carlo "
+            "EM cannot fit it; fit it with method='laplace'."
+        )
     return LIKELIHOODS[spec.name](spec)

@@ -245,12 +245,12 @@ class MixedLMResults:
 
     # -- fitted values and predictions ----------------------------------------------
     def fitted(self) -> pd.Series:
-        """Conditional fitted values (lme4's ``fitted(m)``): ``X beta + offset + Z b`` for
-        Gaussian models, the mean ``g^{-1}(eta)`` per trial for binomial and Poisson, the
-        linear predictor for ordinal models."""
+        """Conditional fitted values (lme4's ``fitted(m)``): the mean ``g^{-1}(eta)`` at
+        ``eta = X beta + offset + Z b`` (per trial for binomial), the linear predictor for
+        ordinal models."""
         d = self.design
         eta = d.X @ self._beta + d.offset + random_part(d.groupings, self._modes, "population")
-        if self.design.family in ("binomial", "poisson", "negative_binomial"):
+        if self.design.family != "ordinal":
             eta = d.family_spec.inverse_link(eta)
         return pd.Series(eta, index=d.index, name="fitted")
 

@@ -22,7 +22,13 @@ from mixedtf.errors import OptionError
 
 
 def check_agq(design: Design) -> None:
-    """Adaptive Gauss-Hermite quadrature here needs one scalar random term."""
+    """Adaptive Gauss-Hermite quadrature here needs one scalar random term, and a family
+    without a dispersion."""
+    if design.family_spec.has_scale:
+        raise OptionError(
+            f"adaptive Gauss-Hermite quadrature (n_agq > 1) is for families without a "
+            f"dispersion; family {design.family!r} has one. Use n_agq=1 (Laplace), as lme4."
+        )
     if len(design.groupings) != 1 or design.groupings[0].k != 1:
         raise OptionError(
             "adaptive Gauss-Hermite quadrature (n_agq > 1) needs a single scalar random term "

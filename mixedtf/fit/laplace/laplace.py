@@ -198,6 +198,12 @@ def fit_laplace(design: Design, options: LaplaceOptions | None = None) -> MixedL
         vcov, vcov_method = hessian_vcov(model, theta, beta, cuts, opts.n_agq), "hessian"
     else:
         vcov, vcov_method = model.fixed_vcov_at(lap), "RX"
+    # Gamma and inverse Gaussian: lme4's sigma = sqrt((Pearson SS + |u|^2) / n) scales the
+    # random effects' covariances and vcov, as in its VarCorr and vcov
+    sigma = 1.0
+    if model.response.has_dispersion:
+        sigma = float(np.sqrt((model.response.pearson_ss(lap.eta) + lap.u @ lap.u) / design.nobs))
+        vcov = sigma**2 * vcov
     info = FitInfo(
         method="laplace" if opts.n_agq == 1 else "agq",
         converged=bool(result.success),
@@ -219,8 +225,8 @@ def fit_laplace(design: Design, options: LaplaceOptions | None = None) -> MixedL
         beta_cov=vcov,
         theta=theta,
         theta_names=theta_names(design.groupings),
-        sigma=1.0,
-        covariances=[T @ T.T for T in factors(theta, design.groupings)],
+        sigma=sigma,
+        covariances=[sigma**2 * T @ T.T for T in factors(theta, design.groupings)],
         modes=model.modes(lap, theta),
         loglik=-0.5 * dev,
         deviance=dev,

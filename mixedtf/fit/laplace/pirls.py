@@ -130,7 +130,10 @@ class LaplaceModel:
         self._recent[key] = u
         if len(self._recent) > MAX_RECENT:
             self._recent.pop(next(iter(self._recent)))
-        return LaplaceFit(obj + H.logdet, u, A, H, eta, iterations, cuts)
+        # lme4's Laplace deviance: log|H| + |u|^2 + the family's aic() at the mode (for the
+        # families without a dispersion, -2 log p(y | u): the PIRLS objective's own term)
+        deviance = H.logdet + u @ u + r.conditional_deviance(eta, cuts)
+        return LaplaceFit(deviance, u, A, H, eta, iterations, cuts)
 
     def _into_range(self, A, fixed, u) -> np.ndarray | None:
         """The least change of ``u`` that brings every ``eta`` inside the response's range
