@@ -63,7 +63,9 @@ class MixedLM:
         Args:
             family: ``"gaussian"``, ``"binomial"``, ``"poisson"``, ``"ordinal"``, or a family
                 object such as ``mixedtf.families.Binomial(link="probit")``.
-            weights: binomial trials (a column name or array) for a response of proportions.
+            weights: a column name or array: prior weights of a Gaussian model
+                (``Var(e_i) = sigma^2 / w_i``, as lmer's), or binomial trials for a response
+                of proportions (as glmer's).
             link: the family's link, when the family is given by name.
 
         Raises:
@@ -151,13 +153,15 @@ def lmer(
     formula: str,
     data: Any,
     REML: bool | None = None,
+    weights: Any = None,
     method: str | None = None,
     seed: int | None = None,
     progress: bool | None = None,
     **options: Any,
 ) -> MixedLMResults:
     """lme4's ``lmer``: a linear mixed model by REML (default) or ML (``REML=False``);
-    ``method="mcem"`` fits it by Monte Carlo EM instead (maximum likelihood).
+    ``method="mcem"`` fits it by Monte Carlo EM instead (maximum likelihood). ``weights``:
+    prior weights (a column name or an array), ``Var(e_i) = sigma^2 / w_i``, as lmer's.
 
     Raises:
         OptionError: ``REML`` contradicts ``method``, or an option the method does not take.
@@ -172,7 +176,7 @@ def lmer(
                 "criterion (method='reml'); ML is method='ml' or, by Monte Carlo, 'mcem'. "
                 "Give one of them."
             )
-    model = MixedLM.from_formula(formula, data)
+    model = MixedLM.from_formula(formula, data, weights=weights)
     return model.fit(method=method, seed=seed, progress=progress, **options)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,28 @@ class Design:
     data: pd.DataFrame | None = None
     link: str = ""
     spec: families.Family | None = None
+    prior_weights: np.ndarray | None = None
+
+    def whitened(self) -> Design:
+        """The Gaussian model with prior weights as an unweighted one: every row of y, X,
+        the offset and the random-effect columns times ``sqrt(w)`` (``e_i / sqrt(w_i)`` has
+        variance ``sigma^2``). Its log-likelihood is this design's minus ``sum(log w) / 2``."""
+        if self.prior_weights is None:
+            return self
+        s = np.sqrt(self.prior_weights)
+        return replace(
+            self,
+            y=self.y * s,
+            X=self.X * s[:, None],
+            offset=self.offset * s,
+            groupings=tuple(g.with_data(g.codes, g.z * s[:, None]) for g in self.groupings),
+            prior_weights=None,
+        )
+
+    @property
+    def log_weights(self) -> float:
+        """``sum(log w)`` of the prior weights (0 without them): lme4's ``ldW``."""
+        return 0.0 if self.prior_weights is None else float(np.log(self.prior_weights).sum())
 
     @property
     def family_spec(self) -> families.Family:
@@ -215,8 +237,9 @@ def build_design(
     Args:
         family: a family name or object (:mod:`mixedtf.families`); decides how the response
             is coerced, and carries the link to the estimators.
-        weights: binomial trials per row (a column name or an array), with a response of
-            proportions, as ``glmer(y ~ ..., weights = n)``; stored as
+        weights: a column name or an array. Gaussian: prior weights, ``Var(e_i) = sigma^2 /
+            w_i`` (lmer's ``weights``; positive). Binomial: trials per row with a response
+            of proportions, as ``glmer(y ~ ..., weights = n)``; stored as
             ``cbind(y * n, n - y * n)``.
 
     Raises:
@@ -235,8 +258,11 @@ def build_design(
         names = [*names, WEIGHTS]
     complete = drop_missing(frame, names)
     y, levels = build_response(parsed.response, complete, family)
-    if weights is not None:
+    prior_weights = None
+    if weights is not None and family == "binomial":
         y = _trials_response(y, complete[WEIGHTS].to_numpy(np.float64), parsed.response.expr)
+    elif weights is not None:
+        prior_weights = _prior_weights(complete[WEIGHTS].to_numpy(np.float64))
     X, fixed_names, fixed_spec = _fixed_matrix(parsed, complete)
     keep = _full_rank_columns(X, fixed_names)
     if family == "ordinal":
@@ -265,14 +291,15 @@ def build_design(
         data=complete[names],
         link=spec.link,
         spec=spec,
+        prior_weights=prior_weights,
     )
 
 
 def _with_weights(frame: pd.DataFrame, weights: Any, family: str) -> pd.DataFrame:
-    if family != "binomial":
+    if family not in ("gaussian", "binomial"):
         raise DesignError(
-            f"weights= are binomial trials (a response of proportions); family={family!r} "
-            "does not take them. Prior weights for other families are not supported."
+            f"weights= are prior weights of a Gaussian model (lmer(weights = w)) or binomial "
+            f"trials; family={family!r} does not take them yet."
         )
     if isinstance(weights, str):
         check_columns(frame, [weights])
@@ -286,6 +313,20 @@ def _with_weights(frame: pd.DataFrame, weights: Any, family: str) -> pd.DataFram
     out = frame.copy()
     out[WEIGHTS] = pd.Series(np.asarray(values, dtype=np.float64), index=frame.index)
     return out
+
+
+def _prior_weights(w: np.ndarray) -> np.ndarray:
+    """Gaussian prior weights (``Var(e_i) = sigma^2 / w_i``): positive and finite."""
+    bad = ~np.isfinite(w) | (w <= 0)
+    if bad.any():
+        zero = int(np.sum(w == 0))
+        raise DesignError(
+            f"prior weights must be positive and finite; {int(bad.sum())} rows are not "
+            f"(first at position {int(np.flatnonzero(bad)[0])}"
+            + (f"; {zero} are 0, which lme4 fits with logLik -Inf" if zero else "")
+            + "). Drop those rows or give them a positive weight."
+        )
+    return w
 
 
 def _trials_response(y: np.ndarray, trials: np.ndarray, expr: str) -> np.ndarray:

@@ -60,6 +60,7 @@ class CrossProducts:
     AR1: sp.csr_matrix
     ARR: np.ndarray
     schur_map: tuple[sp.csc_matrix, np.ndarray] | None  # scalar first term: (K, column order)
+    log_weights: float = 0.0  # sum(log w) of Gaussian prior weights: -2 loglik subtracts it
 
     @property
     def r(self) -> int:
@@ -67,6 +68,9 @@ class CrossProducts:
 
     @classmethod
     def build(cls, design: Design, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES) -> CrossProducts:
+        """The cross-products of ``design`` (with prior weights: of its whitened rows)."""
+        log_weights = design.log_weights
+        design = design.whitened()
         groupings, X = design.groupings, design.X
         y = design.y - design.offset
         n, p = X.shape
@@ -95,7 +99,7 @@ class CrossProducts:
         ARR[q_rest:, :q_rest] = ARR[:q_rest, q_rest:].T
         ARR[q_rest:, q_rest:] = Xy.T @ Xy
         schur_map = _schur_map(_sorted_csc(AR1), r) if first.k == 1 else None
-        return cls(groupings, n, p, q_rest, A11, AR1, ARR, schur_map)
+        return cls(groupings, n, p, q_rest, A11, AR1, ARR, schur_map, log_weights)
 
 
 def _sorted_csc(A: sp.spmatrix) -> sp.csc_matrix:

@@ -90,7 +90,7 @@ def _minimise(problem: _Problem, opts: ExactOptions) -> Any:
 
 
 def _start(design: Design, opts: ExactOptions, lower: np.ndarray) -> np.ndarray:
-    theta0 = start_theta(design) if opts.start is None else opts.start
+    theta0 = start_theta(design.whitened()) if opts.start is None else opts.start
     if theta0.shape != lower.shape:
         raise OptionError(
             f"start must have {lower.size} theta values ({theta_names(design.groupings)}); "
@@ -170,8 +170,9 @@ def _results(
     n, p = design.X.shape
     r2 = f.pwrss()
     sigma = np.sqrt(r2 / (n - p if reml else n))
-    deviance_ml = profiled_deviance(f, n, p, reml=False)
-    criterion = profiled_deviance(f, n, p, reml) if reml else None
+    # prior weights: lme4's -2 loglik subtracts sum(log w) (the rows' own variances)
+    deviance_ml = profiled_deviance(f, n, p, reml=False) - cp.log_weights
+    criterion = profiled_deviance(f, n, p, reml) - cp.log_weights if reml else None
     return MixedLMResults(
         design=design,
         method=info.method,
@@ -223,7 +224,9 @@ def loglik_at(cp: CrossProducts, params: dict[str, Any], reml: bool = False) -> 
     n, p = cp.n, cp.p
     s2 = sigma**2
     if reml:
-        return -0.5 * gaussian_deviance(f.logdet_L() + f.logdet_RX(), f.pwrss(), n - p, s2)
-    beta = np.asarray(params["beta"], dtype=np.float64)
-    delta = f.RX_lower.T @ (beta - f.beta())
-    return -0.5 * gaussian_deviance(f.logdet_L(), f.pwrss() + float(delta @ delta), n, s2)
+        dev = gaussian_deviance(f.logdet_L() + f.logdet_RX(), f.pwrss(), n - p, s2)
+    else:
+        beta = np.asarray(params["beta"], dtype=np.float64)
+        delta = f.RX_lower.T @ (beta - f.beta())
+        dev = gaussian_deviance(f.logdet_L(), f.pwrss() + float(delta @ delta), n, s2)
+    return -0.5 * (dev - cp.log_weights)

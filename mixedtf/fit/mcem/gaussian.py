@@ -36,12 +36,13 @@ def fit_mcem_gaussian(
 ) -> MixedLMResults:
     """Fit a Gaussian mixed model by Monte Carlo EM (``opts`` resolved for the family)."""
     t0 = time.perf_counter()
+    rows = design.whitened()  # prior weights: the unweighted model on sqrt(w)-scaled rows
     pairs = nested_pairs(design.groupings, design.nobs) if opts.joint_moves else []
     device, chains, seed = run_settings(design, seed, opts, frozenset(p.few for p in pairs))
     with tf.device(f"/{device}:0"):
         kernel = build_kernel(
             EMKernel,
-            design,
+            rows,
             opts,
             device,
             chains,
@@ -50,7 +51,7 @@ def fit_mcem_gaussian(
             px_scale=opts.px_scale,
             pairs=pairs,
         )
-        start = mcem_start(design)
+        start = mcem_start(rows)
         sigma2 = start.sigma2 if opts.scale is None else opts.scale**2
         state = kernel.initial_state(
             {"beta": start.beta, "covs": start.covs, "sigma2": sigma2}, seed
