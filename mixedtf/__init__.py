@@ -24,6 +24,7 @@ from mixedtf.errors import (
 from mixedtf.formula import parse_formula
 from mixedtf.mixedlm import MixedLM, glmer, glmer_nb, lmer
 from mixedtf.results import anova, load
+from mixedtf.update import refit, update
 
 __all__ = [
     "ConvergenceWarning",
@@ -51,4 +52,6 @@ __all__ = [
     "lmer",
     "load",
     "parse_formula",
+    "refit",
+    "update",
 ]

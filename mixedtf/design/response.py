@@ -123,3 +123,21 @@ def _check_counts(y: np.ndarray, what: str, family: str) -> None:
 def _check_categories(k: int, expr: str) -> None:
     if k < 2:
         raise FamilyError(f"an ordinal response needs at least two categories; {expr!r} has {k}.")
+
+
+def check_response(y: np.ndarray, family: str, what: str = "the response") -> None:
+    """Raise unless ``y`` (numbers as the likelihood reads them: 0/1 or an ``n x 2``
+    ``cbind`` for binomial, categories ``1..K`` for ordinal) fits ``family``."""
+    if not np.all(np.isfinite(y)):
+        raise DesignError(f"{what} must be finite; {int(np.sum(~np.isfinite(y)))} values are not.")
+    if family == "binomial":
+        if y.ndim == 2:
+            _check_counts(y.ravel(), what, family)
+        elif np.any((y < 0) | (y > 1)):
+            raise FamilyError(f"{what} must be 0/1 (or a proportion) for family='binomial'.")
+    elif family in ("poisson", "negative_binomial"):
+        _check_counts(y, what, family)
+    elif family in ("gamma", "inverse_gaussian") and np.any(y <= 0):
+        raise FamilyError(f"{what} must be positive for family={family!r}.")
+    elif family == "ordinal" and np.any((y < 1) | (y != np.round(y))):
+        raise FamilyError(f"{what} must hold the categories 1..K for family='ordinal'.")

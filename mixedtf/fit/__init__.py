@@ -11,6 +11,7 @@ Options are validated by :mod:`mixedtf.fit.options` before any work starts.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from mixedtf.design import Design
@@ -22,6 +23,7 @@ from mixedtf.fit.options import (
     ExactOptions,
     LaplaceOptions,
     MCEMOptions,
+    given_options,
     make_options,
 )
 from mixedtf.results.results import MixedLMResults
@@ -64,9 +66,12 @@ def fit(
     require_random_terms(design)
     method = method.lower()
     if method in ("ml", "reml"):
-        return fit_exact(design, reml=method == "reml", options=opts)
-    if method == "laplace":
-        return fit_laplace(design, opts)
-    from mixedtf.fit.mcem import fit_mcem  # imports TensorFlow
+        res = fit_exact(design, reml=method == "reml", options=opts)
+    elif method == "laplace":
+        res = fit_laplace(design, opts)
+    else:
+        from mixedtf.fit.mcem import fit_mcem  # imports TensorFlow
 
-    return fit_mcem(design, opts, seed, progress)
+        res = fit_mcem(design, opts, seed, progress)
+    res.fit_info = replace(res.fit_info, options=given_options(options))
+    return res

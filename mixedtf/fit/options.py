@@ -327,3 +327,27 @@ def _misplaced(name: str, typed: str, method: str, known: list[str]) -> str:
         return f"{typed}= is an option of method={' / '.join(map(repr, owners))}, not of {method!r}"
     close = difflib.get_close_matches(name, known, n=1)
     return f"unknown option {typed}=" + (f" (did you mean {close[0]}=?)" if close else "")
+
+
+def given_options(options: Any) -> dict[str, Any]:
+    """The options a fit was asked for, as plain values (recorded on ``FitInfo.options`` so
+    that ``refit`` and ``update`` repeat them): a dict with lme4 spellings mapped, or the
+    fields of an options object that differ from their defaults."""
+    if options is None:
+        return {}
+    if isinstance(options, dict):
+        out = {ALIASES.get(k, k): v for k, v in options.items()}
+    else:
+        default = type(options)()
+        out = {
+            f.name: getattr(options, f.name)
+            for f in fields(options)
+            if not _same(getattr(options, f.name), getattr(default, f.name))
+        }
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return a is not None and b is not None and np.array_equal(a, b)
+    return a == b

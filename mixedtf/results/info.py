@@ -43,6 +43,7 @@ class FitInfo:
     loglik_method: str = "exact"
     vcov_method: str = "RX"
     warnings: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)  # as asked: refit/update repeat them
     extra: dict[str, Any] = field(default_factory=dict)
 
 

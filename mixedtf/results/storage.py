@@ -159,6 +159,7 @@ def _store_info(info: FitInfo, arrays: dict[str, np.ndarray]) -> dict:
         elif (safe := _json_safe(value)) is not _NO_JSON:
             extra_json[key] = safe
     fixed = {k: _json_safe(getattr(info, k)) for k in _INFO_FIELDS}
+    fixed = {k: (None if v is _NO_JSON else v) for k, v in fixed.items()}
     return {**fixed, "extra": extra_json, "frames": frames}
 
 
@@ -254,7 +255,7 @@ def _read_info(fi: dict, arrays: dict[str, np.ndarray]) -> FitInfo:
     extra = dict(fi["extra"])
     for f in fi["frames"]:
         extra[f["key"]] = pd.DataFrame(arrays[f"extra_{f['key']}"], columns=f["columns"])
-    fixed = {k: fi[k] for k in _INFO_FIELDS if k in fi}
+    fixed = {k: fi[k] for k in _INFO_FIELDS if k in fi and fi[k] is not None}
     for key in ("link", "n_agq", "loglik_method", "vcov_method", "warnings"):  # version 1
         if key not in fixed and key in extra:
             fixed[key] = extra.pop(key)
