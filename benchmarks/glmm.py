@@ -9,6 +9,12 @@ against lme4's nAGQ = 25 fit (tests/reference/cbpp_binomial_agq25.json) in its s
 errors. Wall times are whole calls from formula to results (medians over ``--reps``; MCEM
 includes its XLA compile, reported apart).
 
+The families and links beyond logit/probit (negative binomial with theta estimated on
+grouseticks, Gamma with the log link on simulated data, binomial cloglog on cbpp): mixedtf's
+Laplace fit, ``mixedlm.glmer`` (its negative binomial theta held at lme4's estimate, since
+mixedlm does not estimate it) and ``lme4`` (``glmer.nb`` / ``glmer``), each against lme4's
+fit in tests/reference/local (made by tests/reference/R/*.R).
+
 Ordinal InstEval, ``y ~ service + (1|s) + (1|d) + (1|dept)`` with the ratings as ordered
 categories: mixedtf's MCEM on the full data; R's ``ordinal::clmm`` when installed, stopped
 after ``--clmm-timeout`` seconds (it did not finish this model in 5 minutes here).
@@ -126,6 +132,104 @@ def cbpp_lme4(reps: int) -> list[str]:
     return [f"{'lme4::glmer (R)':<28} {float(out.stdout):8.3f} s (median of {reps})"]
 
 
+FAMILY_CASES = [  # (label, reference file, case, formula, data, mixedtf family, R family)
+    ("negative binomial", "negbin", "ticks_nb", "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)",
+     "grouseticks", ("negative_binomial", "log"), None),
+    ("Gamma, log link", "gamma", "gamma_log", "y_gamma ~ x + (1 | g)", "gamma_data.csv",
+     ("gamma", "log"), 'Gamma("log")'),
+    ("binomial, cloglog", "glmm_links", "cbpp_cloglog", CBPP, "cbpp", ("binomial", "cloglog"),
+     'binomial("cloglog")'),
+]  # fmt: skip
+
+
+def _family_data(name: str):
+    import pandas as pd
+
+    import mixedtf as mtf
+
+    if name.endswith(".csv"):
+        return pd.read_csv(REFERENCE / "local" / name, dtype={"g": str})
+    return mtf.datasets.load(name)
+
+
+def _against(ref: dict, fixef, loglik: float) -> str:
+    import numpy as np
+
+    diff = np.abs(np.asarray(list(fixef), float) - list(ref["fixef"].values()))
+    worst = float(np.max(diff / np.asarray(ref["std_error"])))
+    return f"max |FE - lme4| {worst:6.3f} SE, logLik {loglik:.4f} (lme4 {ref['logLik']:.4f})"
+
+
+def family_cases(reps: int) -> list[str]:
+    import mixedtf as mtf
+
+    lines = []
+    for label, file, case, formula, data_name, (family, link), r_family in FAMILY_CASES:
+        ref = json.loads((REFERENCE / "local" / f"{file}.json").read_text())[case]
+        data = _family_data(data_name)
+        lines.append(f"\n{label}: {formula}")
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = mtf.glmer(formula, data, family=family, link=link)
+            times.append(time.perf_counter() - t0)
+        lines.append(f"{'mixedtf Laplace':<28} {statistics.median(times):8.3f} s   "
+                     + _against(ref, res.fixef(), res.loglik))  # fmt: skip
+        lines += _family_mixedlm(reps, ref, formula, data, family, link)
+        lines += _family_lme4(reps, formula, data_name, r_family)
+    return lines
+
+
+def _family_mixedlm(reps, ref, formula, data, family, link) -> list[str]:
+    try:
+        import mixedlm
+    except ImportError:
+        return ["mixedlm.glmer               not installed (pip install -e '.[bench]')"]
+    fam = mixedlm.families
+    make = {
+        "negative_binomial": lambda: fam.NegativeBinomial(theta=ref["nb_theta"], link=link),
+        "gamma": lambda: fam.Gamma(link=link),
+        "binomial": lambda: fam.Binomial(link=link),
+    }[family]
+    if formula.startswith("cbind"):  # mixedlm has no cbind(): proportions, weights= trials
+        data = data.assign(prop=data.incidence / data["size"])
+        formula, weights = "prop ~ period + (1 | herd)", data["size"].to_numpy(float)
+    else:
+        weights = None
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = mixedlm.glmer(formula, data, family=make(), weights=weights)
+        times.append(time.perf_counter() - t0)
+    loglik = float(str(fit.logLik()).split()[2])
+    return [f"{'mixedlm.glmer (PyPI)':<28} {statistics.median(times):8.3f} s   "
+            + _against(ref, fit.fixef().values(), loglik)]  # fmt: skip
+
+
+def _family_lme4(reps, formula, data_name, r_family) -> list[str]:
+    if shutil.which("Rscript") is None:
+        return ["lme4                        Rscript not on the PATH"]
+    data = (
+        f"read.csv('{REFERENCE / 'local' / data_name}')"
+        if data_name.endswith(".csv")
+        else data_name
+    )
+    call = f"glmer.nb({formula}, d)" if r_family is None else f"glmer({formula}, d, {r_family})"
+    script = (
+        f"suppressPackageStartupMessages(library(lme4)); d <- {data}; t <- c();"
+        f"for (i in 1:{reps}) t <- c(t, system.time({call})[['elapsed']]); cat(median(t))"
+    )
+    out = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        return [f"lme4                        failed: {out.stderr.strip()[-200:]}"]
+    name = "lme4::glmer.nb (R)" if r_family is None else "lme4::glmer (R)"
+    return [f"{name:<28} {float(out.stdout):8.3f} s (median of {reps})"]
+
+
 def insteval_ordinal(seeds: list[int]) -> list[str]:
     import numpy as np
 
@@ -203,6 +307,9 @@ def main() -> None:
     for line in (
         cbpp_mixedtf(args.reps, args.seeds) + cbpp_mixedlm(args.reps) + cbpp_lme4(args.reps)
     ):
+        print(line, flush=True)
+    print("\nOther families and links (Laplace):")
+    for line in family_cases(args.reps):
         print(line, flush=True)
     if args.skip_insteval:
         return
