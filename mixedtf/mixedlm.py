@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from mixedtf import families
 from mixedtf.design import Design, build_design
 from mixedtf.errors import DesignError, OptionError
@@ -132,7 +134,9 @@ class MixedLM:
         init = {"beta": start.beta, "covs": start.covs}
         if start.sigma2 is not None:
             init["sigma"] = start.sigma2**0.5
-        if start.cuts is not None and start.cuts.size:
+        if design.family == "negative_binomial" and start.cuts.size:
+            init["nb_theta"] = float(np.exp(start.cuts[0]))
+        elif start.cuts is not None and start.cuts.size:
             init["cutpoints"] = start.cuts
         return compile_model(design, dtype=tf.as_dtype(dtype), init=init)
 

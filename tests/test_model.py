@@ -154,6 +154,7 @@ def test_public_joint_distribution(sleepstudy):
     [
         ("binomial", lambda rng, n: rng.integers(0, 2, n).astype(float)),
         ("poisson", lambda rng, n: rng.poisson(2.0, n).astype(float)),
+        ("negative_binomial", lambda rng, n: rng.poisson(2.0, n).astype(float)),
         ("ordinal", lambda rng, n: rng.integers(1, 6, n).astype(float)),
     ],
 )

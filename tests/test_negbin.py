@@ -63,12 +63,19 @@ def test_estimated_theta_survives_save_and_load(tmp_path):
     assert str(back.summary()).splitlines()[3:] == str(res.summary()).splitlines()[3:]
 
 
-def test_bad_theta_and_mcem_are_refused():
+def test_bad_theta_is_refused():
     with pytest.raises(mtf.FamilyError, match="theta must be a positive number"):
         mtf.families.NegativeBinomial(theta=-1.0)
+
+
+def test_mcem_estimates_theta_near_glmer_nb():
+    # MCEM within 0.25 SE and 5% SDs of lme4's glmer.nb; theta within 5%
     ref = CASES["simulated_nb"]
     model = mtf.MixedLM.from_formula(ref["formula"], _data(ref["data"]), family="negative_binomial")
-    with pytest.raises(
-        mtf.FamilyError, match="Monte Carlo EM does not fit the negative_binomial family"
-    ):
-        model.fit()
+    res = model.fit(seed=1, progress=False)
+    se = np.array(ref["std_error"])
+    assert np.all(np.abs(res.fixef().to_numpy() - list(ref["fixef"].values())) < 0.25 * se)
+    assert res.theta.iloc[0] == pytest.approx(ref["theta"], rel=0.05)
+    assert res.family_params["theta"] == pytest.approx(ref["nb_theta"], rel=0.05)
+    assert res.family_params_se["theta"] > 0 and res.df_model == ref["df"]
+    assert res.loglik == pytest.approx(ref["logLik"], abs=0.05)  # Laplace at the estimates

@@ -104,7 +104,8 @@ def start_cutpoints(y: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StartValues:
-    """Where MCEM starts: ``beta``, ordinal ``cuts`` (empty otherwise), each grouping's
+    """Where MCEM starts: ``beta``, the family's parameters after it ``cuts`` (the ordinal
+    cutpoints, or the log of the negative binomial theta; empty otherwise), each grouping's
     covariance ``covs`` and, for Gaussian models, ``sigma2``."""
 
     beta: np.ndarray
@@ -118,11 +119,11 @@ def mcem_start(design: Design) -> StartValues:
     if design.family == "gaussian":
         return _gaussian_start(design)
     ordinal = design.family_spec.has_cutpoints
-    return StartValues(
-        beta=glm_start(design),
-        covs=_unit_covariances(design),
-        cuts=start_cutpoints(design.outcome) if ordinal else np.zeros(0),
-    )
+    beta = glm_start(design)
+    cuts = start_cutpoints(design.outcome) if ordinal else np.zeros(0)
+    if design.family == "negative_binomial" and design.family_spec.theta is None:
+        cuts = np.array([np.log(nb_theta_start(design, beta))])  # the slot after beta
+    return StartValues(beta=beta, covs=_unit_covariances(design), cuts=cuts)
 
 
 def _gaussian_start(design: Design) -> StartValues:

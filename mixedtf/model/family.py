@@ -175,6 +175,43 @@ class PoissonLikelihood(Likelihood):
 
 
 @dataclass(frozen=True)
+class NegativeBinomialLikelihood(Likelihood):
+    """Negative binomial counts, ``Var(y) = mu + mu^2 / theta``; ``theta`` is the family's
+    own (fixed) or ``params["nb_theta"]`` (estimated; may carry leading batch dimensions)."""
+
+    def theta(self, params, dtype) -> tf.Tensor:
+        if self.spec.theta is not None:
+            return tf.constant(self.spec.theta, dtype)
+        return tf.convert_to_tensor(params["nb_theta"], dtype)[..., tf.newaxis]
+
+    def distribution(self, eta, params, trials=None) -> tfd.Distribution:
+        theta = self.theta(params, eta.dtype)
+        log_mu = eta if self.link == "log" else tf.math.log(inverse_link(self.link, eta))
+        return tfd.Independent(
+            tfd.NegativeBinomial(total_count=theta, logits=log_mu - tf.math.log(theta)),
+            reinterpreted_batch_ndims=1,
+        )
+
+    def log_likelihood(self, eta, params, y, trials=None) -> tf.Tensor:
+        """``lgamma(y + t) - lgamma(t) - lgamma(y + 1) + t log t - (t + y) log(t + mu)
+        + y log mu`` summed over rows; ``-inf`` where the mean is out of range."""
+        theta = self.theta(params, eta.dtype)
+        if self.link == "log":
+            ok, log_mu = tf.ones_like(eta, tf.bool), eta
+            mu = tf.exp(eta)
+        else:
+            ok = eta > 0.0
+            mu = inverse_link(self.link, _in_range(eta, ok, 1.0))
+            log_mu = tf.math.log(mu)
+        ll = (
+            tf.math.lgamma(y + theta) - tf.math.lgamma(theta) - tf.math.lgamma(y + 1.0)
+            + theta * tf.math.log(theta) - (theta + y) * tf.math.log(theta + mu) + y * log_mu
+        )  # fmt: skip
+        ll = tf.where(ok, ll, tf.constant(-np.inf, eta.dtype))
+        return tf.reduce_sum(ll, -1)
+
+
+@dataclass(frozen=True)
 class OrdinalLikelihood(Likelihood):
     """Cumulative logit for ordered categories coded ``0..K-1``:
     ``P(y <= k) = logistic(c_k - eta)``, cutpoints ``params["cutpoints"]``."""
@@ -213,6 +250,7 @@ LIKELIHOODS: dict[str, type[Likelihood]] = {
     "gaussian": GaussianLikelihood,
     "binomial": BinomialLikelihood,
     "poisson": PoissonLikelihood,
+    "negative_binomial": NegativeBinomialLikelihood,
     "ordinal": OrdinalLikelihood,
 }
 

@@ -32,10 +32,10 @@ def fit_mcem(
         MonteCarloWarning: the analytic check finds the estimate far from the exact optimum.
     """
     require_random_terms(design)
-    if design.family in ("negative_binomial", "gamma", "inverse_gaussian"):
+    if design.family in ("gamma", "inverse_gaussian"):
         raise FamilyError(
             f"Monte Carlo EM does not fit the {design.family} family yet; fit it with "
-            "method='laplace' (mtf.glmer, or mtf.glmer_nb as lme4's glmer.nb)."
+            "method='laplace' (mtf.glmer, as lme4's glmer)."
         )
     opts = (options or MCEMOptions()).for_family(design.family)
     if design.family == "gaussian":

@@ -81,16 +81,35 @@ def _theta(est: Estimate) -> np.ndarray:
     return theta_from_factors([psd_factor(c) for c in est.covs])
 
 
-def _cuts(est: Estimate) -> np.ndarray | None:
-    return est.cuts if est.cuts.size else None
+def _cuts(kernel: GLMMKernel, est: Estimate) -> np.ndarray | None:
+    """The ordinal cutpoints (None for the other families)."""
+    return est.cuts if kernel.ordinal else None
+
+
+def _nb_theta(kernel: GLMMKernel, est: Estimate) -> float | None:
+    """The negative binomial theta when it is estimated (the slot after beta holds its log)."""
+    return float(np.exp(est.cuts[0])) if kernel.nb else None
+
+
+def _laplace_at(laplace, kernel: GLMMKernel, est: Estimate):
+    if kernel.nb:
+        laplace.set_nb_theta(_nb_theta(kernel, est))
+    return laplace
 
 
 def _stopping_se(kernel: GLMMKernel, state, est: Estimate, laplace) -> np.ndarray:
-    """Standard errors of ``(beta, cutpoints)`` for the stopping rule (module docstring)."""
+    """Standard errors of ``(beta, family parameters)`` for the stopping rule (module
+    docstring); the negative binomial log theta's from Louis' method."""
+    louis = kernel.louis_vcov(state)
     if laplace is not None and _q(kernel.model.design) <= STOPPING_LAPLACE_MAX_Q:
-        vcov = laplace.fixed_vcov(est.beta, _theta(est), _cuts(est))
+        vcov = _laplace_at(laplace, kernel, est).fixed_vcov(
+            est.beta, _theta(est), _cuts(kernel, est)
+        )
+        if kernel.nb:
+            vcov = np.pad(vcov, ((0, 1), (0, 1)))
+            vcov[-1, -1] = louis[-1, -1]
     else:
-        vcov = kernel.louis_vcov(state)
+        vcov = louis
     with np.errstate(invalid="ignore"):
         se = np.sqrt(np.diag(vcov))
     if not np.all(np.isfinite(se)):  # Louis not positive: the complete-data information
@@ -104,12 +123,15 @@ def _results(design: Design, run: MCEMRun, laplace, draws) -> MixedLMResults:
     theta = _theta(est)
     modes, condcov = run.posterior_moments()
     recorded: list[str] = []
+    kernel = run.kernel
+    nb_theta = _nb_theta(kernel, est)
     if laplace is not None:  # lme4's logLik and vcov of a glmer fit, at the MCEM estimates
-        lap = laplace.fit_modes(est.beta, theta, _cuts(est))
+        lap = _laplace_at(laplace, kernel, est).fit_modes(est.beta, theta, _cuts(kernel, est))
         loglik, vcov, loglik_method = -0.5 * lap.deviance, laplace.fixed_vcov_at(lap), "laplace"
         vcov_method = "RX"
     else:
-        loglik, vcov = float("nan"), run.kernel.louis_vcov(run.state)
+        louis = kernel.louis_vcov(run.state)
+        loglik, vcov = float("nan"), louis[: est.beta.size, : est.beta.size] if kernel.nb else louis
         loglik_method, vcov_method = "none", "louis"
         recorded.append(
             f"the model has more than {LAPLACE_MAX_Q} random effects outside its first term: no "
@@ -137,6 +159,15 @@ def _results(design: Design, run: MCEMRun, laplace, draws) -> MixedLMResults:
         deviance=-2.0 * loglik,
         fit_info=info,
         conditional_covariances=lambda: condcov,
-        cutpoints=_cuts(est),
+        cutpoints=_cuts(kernel, est),
         draws=stacked,
+        family_params={} if nb_theta is None else {"theta": nb_theta},
+        family_params_se={} if nb_theta is None else {"theta": _theta_se(kernel, run)},
     )
+
+
+def _theta_se(kernel: GLMMKernel, run: MCEMRun) -> float:
+    """Louis' standard error of the negative binomial theta (delta method from its log)."""
+    var = kernel.louis_vcov(run.state)[-1, -1]
+    theta = float(np.exp(unpack(kernel.model.design, kernel.layout, run.mean).cuts[0]))
+    return float(theta * np.sqrt(var)) if var > 0 else float("nan")

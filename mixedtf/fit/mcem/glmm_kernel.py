@@ -101,16 +101,22 @@ class GLMMKernel(ChunkedKernel):
     def __init__(self, model: CompiledModel, *args, **kwargs) -> None:
         super().__init__(model, *args, **kwargs)
         d, dt = model.design, model.dtype
-        self.n_cuts = self.layout.n_cuts
+        self.n_cuts = self.layout.n_cuts  # the family's parameters after beta
+        self.nb = "log_theta" in self.layout.names  # the negative binomial theta (its log)
+        self.ordinal = self.n_cuts > 0 and not self.nb
         self._zz = [tf.constant(g.z[:, :, None] * g.z[:, None, :], dt) for g in d.groupings]
-        self._px = [expansion_specs(d, j, self.n_cuts > 0, dt) for j in range(len(d.groupings))]
+        self._px = [expansion_specs(d, j, self.ordinal, dt) for j in range(len(d.groupings))]
         self._compile()
 
     # -- pieces ------------------------------------------------------------------------
+    def _family_params(self, extra):
+        """The family's parameters from their slot ``extra`` after beta (``[..., n]``)."""
+        if self.nb:
+            return {"nb_theta": tf.exp(extra[..., 0])}
+        return {"cutpoints": extra} if self.n_cuts else {}
+
     def _params(self, beta, cuts, covs):
-        out = {"beta": beta}
-        if self.n_cuts:
-            out["cutpoints"] = cuts
+        out = {"beta": beta, **self._family_params(cuts)}
         for g, cov in zip(self.model.design.groupings, covs, strict=True):
             out[scale_name(g)] = tf.sqrt(cov[0, 0]) if g.k == 1 else tf.linalg.cholesky(cov)
         return out
@@ -154,7 +160,7 @@ class GLMMKernel(ChunkedKernel):
             with tf.GradientTape() as inner:
                 inner.watch(phi_rep)
                 eta = tf.einsum("np,cp->cn", m.X, phi_rep[:, :p]) + m.offset + zb
-                params = {"cutpoints": phi_rep[:, p:]} if self.n_cuts else {}
+                params = self._family_params(phi_rep[:, p:])
                 logp = tf.reduce_sum(m.family.log_likelihood(eta, params, m.y, m.trials))
             scores = inner.gradient(logp, phi_rep)  # [C, d]
             total = tf.reduce_sum(scores, 0)
@@ -165,7 +171,7 @@ class GLMMKernel(ChunkedKernel):
         jitter = 1e-9 * tf.linalg.diag(tf.abs(tf.linalg.diag_part(info64)) + 1e-12)
         step = tf.linalg.cholesky_solve(tf.linalg.cholesky(info64 + jitter), g64[:, tf.newaxis])
         step = tf.cast(step[:, 0], m.dtype)
-        if self.n_cuts > 1:  # shorten the step so that the cutpoints stay ordered
+        if self.ordinal and self.n_cuts > 1:  # shorten the step: the cutpoints stay ordered
             gaps = cuts[1:] - cuts[:-1]
             closing = -(step[p + 1 :] - step[p:-1])
             ratio = tf.where(closing > 0, 0.9 * gaps / tf.maximum(closing, 1e-30), 1.0)
@@ -243,7 +249,7 @@ class GLMMKernel(ChunkedKernel):
         }  # salt: "glmm"
 
     def louis_vcov(self, state: dict) -> np.ndarray:
-        """Louis' covariance of ``(beta, cutpoints)``: the inverse of the averaged
+        """Louis' covariance of ``(beta, family parameters)``: the inverse of the averaged
         complete-data information minus the between-chain covariance of the scores."""
         n = max(float(state["n_louis"]), 1.0)
         info = (state["info"] - state["louis"]).astype(np.float64) / n
