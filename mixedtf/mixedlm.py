@@ -134,8 +134,9 @@ class MixedLM:
         init = {"beta": start.beta, "covs": start.covs}
         if start.sigma2 is not None:
             init["sigma"] = start.sigma2**0.5
-        if design.family == "negative_binomial" and start.cuts.size:
-            init["nb_theta"] = float(np.exp(start.cuts[0]))
+        names = {"negative_binomial": "nb_theta", "gamma": "shape", "inverse_gaussian": "ig_lambda"}
+        if design.family in names and start.cuts.size:
+            init[names[design.family]] = float(np.exp(start.cuts[0]))
         elif start.cuts is not None and start.cuts.size:
             init["cutpoints"] = start.cuts
         return compile_model(design, dtype=tf.as_dtype(dtype), init=init)

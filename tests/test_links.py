@@ -120,3 +120,15 @@ def test_mcem_with_other_links_agrees_with_glmer(case):
     assert np.all(np.abs(res.fixef().to_numpy() - list(ref["fixef"].values())) < 0.25 * se)
     np.testing.assert_allclose(res.theta, np.atleast_1d(ref["theta"]), rtol=0.05)
     assert res.fit_info.link == ref["link"]
+
+
+@pytest.mark.parametrize("name", list(LINKS))
+def test_tensorflow_inverse_links_equal_numpys(name):
+    import tensorflow as tf
+
+    from mixedtf.model.family import inverse_link
+
+    eta = np.array([0.3, 0.9, 1.7])
+    np.testing.assert_allclose(
+        inverse_link(name, tf.constant(eta)).numpy(), LINKS[name].inverse(eta), rtol=1e-12
+    )

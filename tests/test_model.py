@@ -155,6 +155,8 @@ def test_public_joint_distribution(sleepstudy):
         ("binomial", lambda rng, n: rng.integers(0, 2, n).astype(float)),
         ("poisson", lambda rng, n: rng.poisson(2.0, n).astype(float)),
         ("negative_binomial", lambda rng, n: rng.poisson(2.0, n).astype(float)),
+        (mtf.families.Gamma(link="log"), lambda rng, n: rng.gamma(3.0, 1.0, n)),
+        (mtf.families.InverseGaussian(link="log"), lambda rng, n: rng.gamma(3.0, 1.0, n)),
         ("ordinal", lambda rng, n: rng.integers(1, 6, n).astype(float)),
     ],
 )

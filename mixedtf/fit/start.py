@@ -123,6 +123,11 @@ def mcem_start(design: Design) -> StartValues:
     cuts = start_cutpoints(design.outcome) if ordinal else np.zeros(0)
     if design.family == "negative_binomial" and design.family_spec.theta is None:
         cuts = np.array([np.log(nb_theta_start(design, beta))])  # the slot after beta
+    elif design.family in ("gamma", "inverse_gaussian"):  # log(1 / dispersion), by moments
+        r = response_of(design)
+        eta = design.X @ beta + design.offset
+        dispersion = r.pearson_ss(eta) / max(design.nobs - beta.size, 1)
+        cuts = np.array([-np.log(max(dispersion, 1e-8))])
     return StartValues(beta=beta, covs=_unit_covariances(design), cuts=cuts)
 
 

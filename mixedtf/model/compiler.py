@@ -177,7 +177,7 @@ def compile_model(
             fam.has_scale,
             fam.has_cutpoints,
             init,
-            has_nb_theta=spec.name == "negative_binomial" and spec.theta is None,
+            family_param=fam.family_param,
         ),
         nodes=tuple(node_name(g) for g in design.groupings),
         X=tf.constant(design.X.astype(np_dtype)),

@@ -46,8 +46,17 @@ class Likelihood:
 
     @property
     def has_scale(self) -> bool:
-        """Whether the family has a residual scale parameter (``sigma``)."""
-        return self.spec.has_scale
+        """Whether the model has a Gaussian residual SD parameter (``sigma``)."""
+        return self.spec.name == "gaussian"
+
+    @property
+    def family_param(self) -> str | None:
+        """The family's own positive parameter the fit estimates, if any: the negative
+        binomial ``nb_theta`` (unless fixed), the Gamma ``shape`` (1 / dispersion), the
+        inverse Gaussian ``ig_lambda`` (1 / dispersion)."""
+        if self.spec.name == "negative_binomial":
+            return "nb_theta" if self.spec.theta is None else None
+        return {"gamma": "shape", "inverse_gaussian": "ig_lambda"}.get(self.spec.name)
 
     @property
     def has_cutpoints(self) -> bool:
@@ -102,6 +111,10 @@ def inverse_link(link: str, eta: tf.Tensor) -> tf.Tensor:
         return tf.square(eta)
     if link == "identity":
         return eta
+    if link == "inverse":
+        return 1.0 / eta
+    if link == "1/mu^2":
+        return tf.math.rsqrt(eta)
     raise FamilyError(f"link {link!r} has no TensorFlow inverse here")
 
 
@@ -212,6 +225,53 @@ class NegativeBinomialLikelihood(Likelihood):
 
 
 @dataclass(frozen=True)
+class GammaLikelihood(Likelihood):
+    """Gamma response with shape ``params["shape"]`` (``1 / dispersion``) and mean
+    ``g^{-1}(eta)``: the model's own likelihood (lme4's Laplace fit of it is approximate)."""
+
+    def _mean(self, eta):
+        ok = eta > 0.0 if self.link in ("inverse", "identity") else tf.ones_like(eta, tf.bool)
+        return ok, inverse_link(self.link, _in_range(eta, ok, 1.0))
+
+    def distribution(self, eta, params, trials=None) -> tfd.Distribution:
+        shape = tf.convert_to_tensor(params["shape"], eta.dtype)[..., tf.newaxis]
+        _, mu = self._mean(eta)
+        return tfd.Independent(tfd.Gamma(shape, shape / mu), reinterpreted_batch_ndims=1)
+
+    def log_likelihood(self, eta, params, y, trials=None) -> tf.Tensor:
+        shape = tf.convert_to_tensor(params["shape"], eta.dtype)[..., tf.newaxis]
+        ok, mu = self._mean(eta)
+        ll = (
+            shape * tf.math.log(shape / mu) + (shape - 1.0) * tf.math.log(y)
+            - shape * y / mu - tf.math.lgamma(shape)
+        )  # fmt: skip
+        return tf.reduce_sum(tf.where(ok, ll, tf.constant(-np.inf, eta.dtype)), -1)
+
+
+@dataclass(frozen=True)
+class InverseGaussianLikelihood(Likelihood):
+    """Inverse Gaussian response with ``params["ig_lambda"]`` (``1 / dispersion``)."""
+
+    def _mean(self, eta):
+        positive = self.link in ("inverse", "identity", "1/mu^2")
+        ok = eta > 0.0 if positive else tf.ones_like(eta, tf.bool)
+        safe = _in_range(eta, ok, 1.0)
+        mu = inverse_link(self.link, safe)
+        return ok, mu
+
+    def distribution(self, eta, params, trials=None) -> tfd.Distribution:
+        lam = tf.convert_to_tensor(params["ig_lambda"], eta.dtype)[..., tf.newaxis]
+        _, mu = self._mean(eta)
+        return tfd.Independent(tfd.InverseGaussian(mu, lam), reinterpreted_batch_ndims=1)
+
+    def log_likelihood(self, eta, params, y, trials=None) -> tf.Tensor:
+        lam = tf.convert_to_tensor(params["ig_lambda"], eta.dtype)[..., tf.newaxis]
+        ok, mu = self._mean(eta)
+        ll = 0.5 * tf.math.log(lam / (2.0 * np.pi * y**3)) - lam * (y - mu) ** 2 / (2.0 * mu**2 * y)
+        return tf.reduce_sum(tf.where(ok, ll, tf.constant(-np.inf, eta.dtype)), -1)
+
+
+@dataclass(frozen=True)
 class OrdinalLikelihood(Likelihood):
     """Cumulative logit for ordered categories coded ``0..K-1``:
     ``P(y <= k) = logistic(c_k - eta)``, cutpoints ``params["cutpoints"]``."""
@@ -251,6 +311,8 @@ LIKELIHOODS: dict[str, type[Likelihood]] = {
     "binomial": BinomialLikelihood,
     "poisson": PoissonLikelihood,
     "negative_binomial": NegativeBinomialLikelihood,
+    "gamma": GammaLikelihood,
+    "inverse_gaussian": InverseGaussianLikelihood,
     "ordinal": OrdinalLikelihood,
 }
 

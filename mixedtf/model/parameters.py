@@ -67,7 +67,7 @@ def parameter_table(
     has_scale: bool = True,
     has_cutpoints: bool = False,
     init: dict | None = None,
-    has_nb_theta: bool = False,
+    family_param: str | None = None,
 ) -> tuple[Parameter, ...]:
     """The model's parameters in a fixed order: beta, the ordinal cutpoints (``Ascending``
     keeps them ordered), each grouping's scale, sigma.
@@ -89,9 +89,9 @@ def parameter_table(
             table.append(Parameter(scale_name(g), (g.k, g.k), bij, factor))
     if has_scale:
         table.append(Parameter("sigma", (), tfb.Exp(), np.array(float(init["sigma"]))))
-    if has_nb_theta:  # the negative binomial theta, estimated
-        theta = float(init.get("nb_theta", 1.0))
-        table.append(Parameter("nb_theta", (), tfb.Exp(), np.array(theta)))
+    if family_param is not None:  # NB theta, Gamma shape, inverse Gaussian lambda
+        value = float(init.get(family_param, 1.0))
+        table.append(Parameter(family_param, (), tfb.Exp(), np.array(value)))
     return tuple(table)
 
 

@@ -4,7 +4,6 @@ of the driver (:mod:`~mixedtf.fit.mcem.driver`) on the compiled model's kernel."
 from __future__ import annotations
 
 from mixedtf.design import Design
-from mixedtf.errors import FamilyError
 from mixedtf.fit.checks import require_random_terms
 from mixedtf.fit.mcem.driver import MCEMRun, mcse
 from mixedtf.fit.mcem.gaussian import fit_mcem_gaussian
@@ -32,11 +31,6 @@ def fit_mcem(
         MonteCarloWarning: the analytic check finds the estimate far from the exact optimum.
     """
     require_random_terms(design)
-    if design.family in ("gamma", "inverse_gaussian"):
-        raise FamilyError(
-            f"Monte Carlo EM does not fit the {design.family} family yet; fit it with "
-            "method='laplace' (mtf.glmer, as lme4's glmer)."
-        )
     opts = (options or MCEMOptions()).for_family(design.family)
     if design.family == "gaussian":
         return fit_mcem_gaussian(design, opts, seed, progress)

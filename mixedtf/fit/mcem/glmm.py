@@ -86,15 +86,24 @@ def _cuts(kernel: GLMMKernel, est: Estimate) -> np.ndarray | None:
     return est.cuts if kernel.ordinal else None
 
 
-def _nb_theta(kernel: GLMMKernel, est: Estimate) -> float | None:
-    """The negative binomial theta when it is estimated (the slot after beta holds its log)."""
-    return float(np.exp(est.cuts[0])) if kernel.nb else None
+def _family_value(kernel: GLMMKernel, est: Estimate) -> float | None:
+    """The family's estimated parameter (NB theta, Gamma shape, inverse Gaussian lambda;
+    the slot after beta holds its log), or None."""
+    return float(np.exp(est.cuts[0])) if kernel.has_family_param else None
 
 
 def _laplace_at(laplace, kernel: GLMMKernel, est: Estimate):
-    if kernel.nb:
-        laplace.set_nb_theta(_nb_theta(kernel, est))
+    if kernel.family_param == "nb_theta":
+        laplace.set_nb_theta(_family_value(kernel, est))
     return laplace
+
+
+def _sigma(kernel: GLMMKernel, est: Estimate) -> float:
+    """Gamma and inverse Gaussian: ``sqrt(dispersion)``, 1 over the root of the estimated
+    shape or lambda (lme4's ``sigma``); 1 for the other families."""
+    if kernel.family_param in ("shape", "ig_lambda"):
+        return float(1.0 / np.sqrt(_family_value(kernel, est)))
+    return 1.0
 
 
 def _stopping_se(kernel: GLMMKernel, state, est: Estimate, laplace) -> np.ndarray:
@@ -105,8 +114,8 @@ def _stopping_se(kernel: GLMMKernel, state, est: Estimate, laplace) -> np.ndarra
         vcov = _laplace_at(laplace, kernel, est).fixed_vcov(
             est.beta, _theta(est), _cuts(kernel, est)
         )
-        if kernel.nb:
-            vcov = np.pad(vcov, ((0, 1), (0, 1)))
+        if kernel.has_family_param:
+            vcov = _sigma(kernel, est) ** 2 * np.pad(vcov, ((0, 1), (0, 1)))
             vcov[-1, -1] = louis[-1, -1]
     else:
         vcov = louis
@@ -120,18 +129,20 @@ def _stopping_se(kernel: GLMMKernel, state, est: Estimate, laplace) -> np.ndarra
 
 def _results(design: Design, run: MCEMRun, laplace, draws) -> MixedLMResults:
     est = unpack(design, run.kernel.layout, run.mean)
-    theta = _theta(est)
+    sigma = _sigma(run.kernel, est)
+    theta = theta_from_factors([psd_factor(c / sigma**2) for c in est.covs])
     modes, condcov = run.posterior_moments()
     recorded: list[str] = []
     kernel = run.kernel
-    nb_theta = _nb_theta(kernel, est)
+    nb_theta = _family_value(kernel, est) if kernel.family_param == "nb_theta" else None
     if laplace is not None:  # lme4's logLik and vcov of a glmer fit, at the MCEM estimates
         lap = _laplace_at(laplace, kernel, est).fit_modes(est.beta, theta, _cuts(kernel, est))
-        loglik, vcov, loglik_method = -0.5 * lap.deviance, laplace.fixed_vcov_at(lap), "laplace"
-        vcov_method = "RX"
+        vcov = sigma**2 * laplace.fixed_vcov_at(lap)
+        loglik, loglik_method, vcov_method = -0.5 * lap.deviance, "laplace", "RX"
     else:
         louis = kernel.louis_vcov(run.state)
-        loglik, vcov = float("nan"), louis[: est.beta.size, : est.beta.size] if kernel.nb else louis
+        p = est.beta.size
+        loglik, vcov = float("nan"), louis[:p, :p] if kernel.has_family_param else louis
         loglik_method, vcov_method = "none", "louis"
         recorded.append(
             f"the model has more than {LAPLACE_MAX_Q} random effects outside its first term: no "
@@ -152,7 +163,7 @@ def _results(design: Design, run: MCEMRun, laplace, draws) -> MixedLMResults:
         beta_cov=vcov,
         theta=theta,
         theta_names=theta_names(design.groupings),
-        sigma=1.0,
+        sigma=sigma,
         covariances=est.covs,
         modes=modes,
         loglik=loglik,

@@ -102,8 +102,9 @@ class GLMMKernel(ChunkedKernel):
         super().__init__(model, *args, **kwargs)
         d, dt = model.design, model.dtype
         self.n_cuts = self.layout.n_cuts  # the family's parameters after beta
-        self.nb = "log_theta" in self.layout.names  # the negative binomial theta (its log)
-        self.ordinal = self.n_cuts > 0 and not self.nb
+        self.family_param = model.family.family_param  # NB theta, Gamma shape, IG lambda
+        self.has_family_param = self.family_param is not None  # its log sits after beta
+        self.ordinal = self.n_cuts > 0 and not self.has_family_param
         self._zz = [tf.constant(g.z[:, :, None] * g.z[:, None, :], dt) for g in d.groupings]
         self._px = [expansion_specs(d, j, self.ordinal, dt) for j in range(len(d.groupings))]
         self._compile()
@@ -111,8 +112,8 @@ class GLMMKernel(ChunkedKernel):
     # -- pieces ------------------------------------------------------------------------
     def _family_params(self, extra):
         """The family's parameters from their slot ``extra`` after beta (``[..., n]``)."""
-        if self.nb:
-            return {"nb_theta": tf.exp(extra[..., 0])}
+        if self.has_family_param:
+            return {self.family_param: tf.exp(extra[..., 0])}
         return {"cutpoints": extra} if self.n_cuts else {}
 
     def _params(self, beta, cuts, covs):

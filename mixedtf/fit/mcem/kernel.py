@@ -25,7 +25,8 @@ from mixedtf.model import CompiledModel
 @dataclass(frozen=True)
 class TraceLayout:
     """Column names of the trace: beta, the family's parameters after it (the ordinal
-    cutpoints ``cut:<k>``, or the negative binomial ``log_theta``; ``n_cuts`` of them), vech(Sigma_j)
+    cutpoints ``cut:<k>``, or ``log_<name>`` of the family's parameter; ``n_cuts`` of them),
+    vech(Sigma_j)
     per grouping, sigma^2 (Gaussian), diagnostics (``accept``, ``step_size``, ``logp``), then
     the first chain's draws of the traced levels (``b:<group>:<level>:<column>``)."""
 
@@ -49,8 +50,8 @@ class TraceLayout:
         names = [f"beta:{n}" for n in d.fixed_names]
         n_cuts = next((q.shape[0] for q in model.parameters if q.name == "cutpoints"), 0)
         names += [f"cut:{k + 1}" for k in range(n_cuts)]
-        if any(q.name == "nb_theta" for q in model.parameters):  # log of the NB theta
-            names.append("log_theta")
+        if model.family.family_param is not None:  # its log: NB theta, Gamma shape, IG lambda
+            names.append(f"log_{model.family.family_param}")
             n_cuts += 1
         sizes = []
         for g in d.groupings:
