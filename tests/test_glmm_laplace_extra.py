@@ -92,7 +92,7 @@ def test_weights_are_binomial_trials():
             "prop ~ period + (1 | herd)", cbpp.assign(n=cbpp["size"] + 0.5), "binomial", "n"
         )
     with pytest.raises(DesignError, match="binomial trials"):
-        mtf.MixedLM.from_formula("incidence ~ period + (1 | herd)", cbpp, "poisson", "n")
+        mtf.MixedLM.from_formula("incidence ~ period + (1 | herd)", cbpp, "negative_binomial", "n")
 
 
 def test_ordinal_response_coding():

@@ -296,9 +296,9 @@ def build_design(
 
 
 def _with_weights(frame: pd.DataFrame, weights: Any, family: str) -> pd.DataFrame:
-    if family not in ("gaussian", "binomial"):
+    if family not in ("gaussian", "binomial", "poisson", "gamma", "inverse_gaussian"):
         raise DesignError(
-            f"weights= are prior weights of a Gaussian model (lmer(weights = w)) or binomial "
+            f"weights= are prior weights (Gaussian, Poisson, Gamma, inverse Gaussian) or binomial "
             f"trials; family={family!r} does not take them yet."
         )
     if isinstance(weights, str):
@@ -316,7 +316,8 @@ def _with_weights(frame: pd.DataFrame, weights: Any, family: str) -> pd.DataFram
 
 
 def _prior_weights(w: np.ndarray) -> np.ndarray:
-    """Gaussian prior weights (``Var(e_i) = sigma^2 / w_i``): positive and finite."""
+    """Prior weights (Gaussian: ``Var(e_i) = sigma^2 / w_i``; the other families: each
+    row's log-likelihood times ``w_i``, as glm's): positive and finite."""
     bad = ~np.isfinite(w) | (w <= 0)
     if bad.any():
         zero = int(np.sum(w == 0))

@@ -37,6 +37,13 @@ class GLMResponse:
     trials: np.ndarray | None
     n_cutpoints: int = 0
     nb_theta: float = 1.0  # negative binomial: Var(y) = mu + mu^2 / theta
+    prior: np.ndarray | None = None  # prior weights (Poisson, Gamma, inverse Gaussian)
+
+    @property
+    def w(self) -> np.ndarray | float:
+        """The prior weights, 1 without them: they multiply each row's log-likelihood,
+        score, Fisher weight and deviance residual, as R's ``glm`` and lme4's."""
+        return 1.0 if self.prior is None else self.prior
 
     def with_nb_theta(self, theta: float) -> GLMResponse:
         """This response with the negative binomial ``theta``."""
@@ -64,8 +71,11 @@ class GLMResponse:
         return mu > 0.0
 
     def loglik(self, eta: np.ndarray, cuts=None) -> np.ndarray:
-        """Per-row log-likelihood, normalising constants included (``-inf`` where the mean
-        is outside its range)."""
+        """Per-row log-likelihood, normalising constants included, times the prior weights
+        (``-inf`` where the mean is outside its range)."""
+        return self._row_loglik(eta) * self.w
+
+    def _row_loglik(self, eta: np.ndarray) -> np.ndarray:
         if self.family == "binomial":
             n, y = self.trials, self.y
             coef = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
@@ -90,7 +100,7 @@ class GLMResponse:
         safe = np.where(ok, mu, 1.0)
         y = self.y
         if self.family in ("gamma", "inverse_gaussian"):
-            return np.where(ok, -0.5 * self.deviance_residuals(safe), -np.inf)
+            return np.where(ok, -0.5 * self._unit_deviance(safe), -np.inf)
         if self.family == "negative_binomial":
             t = self.nb_theta
             ll = (
@@ -117,7 +127,7 @@ class GLMResponse:
         else:
             var = np.clip(mu, 1e-300, None)
             resid = self.y - mu
-        return resid * dmu / var, dmu**2 / var
+        return self.w * resid * dmu / var, self.w * dmu**2 / var
 
     def variance(self, mu: np.ndarray) -> np.ndarray:
         """The variance function ``V(mu)`` (unit dispersion)."""
@@ -129,7 +139,11 @@ class GLMResponse:
         return np.clip(mu**power, 1e-300, None)
 
     def deviance_residuals(self, mu: np.ndarray) -> np.ndarray:
-        """R's ``family$dev.resids`` of the responses with a dispersion."""
+        """R's ``family$dev.resids`` (prior weights included) of the responses with a
+        dispersion."""
+        return self.w * self._unit_deviance(mu)
+
+    def _unit_deviance(self, mu: np.ndarray) -> np.ndarray:
         y = self.y
         if self.family == "gamma":
             return -2.0 * (np.log(y / mu) - (y - mu) / mu)
@@ -147,18 +161,19 @@ class GLMResponse:
             return float(-2.0 * self.loglik(eta, cuts).sum())
         mu = self.mean(eta)[0]
         dev = float(self.deviance_residuals(mu).sum())
-        n, y = self.y.size, self.y
+        w, y = self.w * np.ones_like(self.y), self.y
+        n = float(w.sum())
         if self.family == "gamma":
             shape = n / dev  # 1 / dispersion
             logd = shape * np.log(shape * y / mu) - shape * y / mu - np.log(y) - gammaln(shape)
-            return float(-2.0 * logd.sum() + 2.0)
-        return float(n * (np.log(dev / n * 2.0 * np.pi) + 1.0) + 3.0 * np.log(y).sum() + 2.0)
+            return float(-2.0 * (w * logd).sum() + 2.0)
+        return float(n * (np.log(dev / n * 2.0 * np.pi) + 1.0) + 3.0 * (w * np.log(y)).sum() + 2.0)
 
     def pearson_ss(self, eta: np.ndarray) -> float:
         """``sum (y - mu)^2 / V(mu)``, lme4's ``wrss`` of a GLMM."""
         mu = self.mean(eta)[0]
         r = (self.y / (self.trials if self.trials is not None else 1.0)) - mu
-        return float(np.sum(r**2 / self.variance(mu)))
+        return float(np.sum(self.w * r**2 / self.variance(mu)))
 
     def fixed_information(self, eta, X, cuts=None) -> tuple[np.ndarray, np.ndarray]:
         """``X'WX`` and ``R = W X``."""
@@ -243,7 +258,9 @@ def response_of(design: Design) -> GLMResponse | OrdinalResponse:
     """The row-wise response of a binomial, Poisson or ordinal design, with its link."""
     if design.family in ("binomial", "poisson", "negative_binomial", "gamma", "inverse_gaussian"):
         spec = design.family_spec
-        response = GLMResponse(design.family, spec.link, design.outcome, design.trials)
+        response = GLMResponse(
+            design.family, spec.link, design.outcome, design.trials, prior=design.prior_weights
+        )
         theta = getattr(spec, "theta", None)
         return response if theta is None else response.with_nb_theta(theta)
     if design.family == "ordinal":

@@ -4,6 +4,7 @@ of the driver (:mod:`~mixedtf.fit.mcem.driver`) on the compiled model's kernel."
 from __future__ import annotations
 
 from mixedtf.design import Design
+from mixedtf.errors import OptionError
 from mixedtf.fit.checks import require_random_terms
 from mixedtf.fit.mcem.driver import MCEMRun, mcse
 from mixedtf.fit.mcem.gaussian import fit_mcem_gaussian
@@ -31,6 +32,11 @@ def fit_mcem(
         MonteCarloWarning: the analytic check finds the estimate far from the exact optimum.
     """
     require_random_terms(design)
+    if design.prior_weights is not None and design.family != "gaussian":
+        raise OptionError(
+            f"Monte Carlo EM takes prior weights for Gaussian models only; fit this "
+            f"{design.family} model with weights by method='laplace'."
+        )
     opts = (options or MCEMOptions()).for_family(design.family)
     if design.family == "gaussian":
         return fit_mcem_gaussian(design, opts, seed, progress)
