@@ -6,6 +6,7 @@ TensorFlow; the estimators load it when a fit needs it.
 
 from mixedtf import datasets, errors, families
 from mixedtf._version import __version__
+from mixedtf.comparison import anova, drop1
 from mixedtf.design import Design, build_design
 from mixedtf.errors import (
     ConvergenceWarning,
@@ -23,7 +24,7 @@ from mixedtf.errors import (
 )
 from mixedtf.formula import parse_formula
 from mixedtf.mixedlm import MixedLM, glmer, glmer_nb, lmer
-from mixedtf.results import anova, load
+from mixedtf.results import load
 from mixedtf.update import refit, update
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "anova",
     "build_design",
     "datasets",
+    "drop1",
     "errors",
     "families",
     "glmer",

@@ -66,12 +66,13 @@ def update(
     data: Any = None,
     seed: int | None = None,
     progress: bool | None = None,
+    method_override: str | None = None,
     **options: Any,
 ) -> MixedLMResults:
     """lme4's ``update(m, formula, data = ...)``: the model refitted with a new formula
     (``"."`` on either side stands for the old side, as R's ``update.formula``: ``". ~ . +
-    x"``, ``". ~ . - x"``) and/or new data, by the same method; ``options`` override the
-    fit's options.
+    x"``, ``". ~ . - x"``) and/or new data, by the same method (or ``method_override``, as
+    ``anova`` refits REML fits with ``"ml"``); ``options`` override the fit's options.
 
     Raises:
         DesignError: the new formula reads columns the fit did not keep (pass ``data``),
@@ -98,6 +99,7 @@ def update(
         ) from err
     method, fit_options = _method(res)
     fit_options.update(options)
+    method = method_override or method
     seed = res.fit_info.seed if seed is None else seed
     return fit(new, method, fit_options, seed, progress)
 

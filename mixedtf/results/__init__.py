@@ -1,8 +1,7 @@
 """Results of a fit: numbers (``MixedLMResults``), fit diagnostics (``FitInfo``), the MCEM
-check (``AnalyticCheck``), ``anova`` and ``load``."""
+check (``AnalyticCheck``) and ``load``."""
 
-from mixedtf.results.anova import anova
 from mixedtf.results.info import AnalyticCheck, FitInfo
 from mixedtf.results.results import MixedLMResults, load
 
-__all__ = ["AnalyticCheck", "FitInfo", "MixedLMResults", "anova", "load"]
+__all__ = ["AnalyticCheck", "FitInfo", "MixedLMResults", "load"]

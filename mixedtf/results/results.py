@@ -17,7 +17,7 @@ from scipy import stats
 
 from mixedtf.design import Design
 from mixedtf.errors import OptionError
-from mixedtf.results import storage
+from mixedtf.results import inference, storage
 from mixedtf.results.info import AnalyticCheck, FitInfo
 from mixedtf.results.prediction import check_new_levels, predict, random_part
 
@@ -289,6 +289,50 @@ class MixedLMResults:
             DesignError: a row has a missing predictor, or an unseen level with ``"error"``.
         """
         return predict(self, newdata, include_random, check_new_levels(new_levels), type)
+
+    # -- inference from the fit's own numbers (mixedtf.results.inference) -------------------
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``coef(m)``: per grouping factor, each level's coefficients (fixed effects
+        plus that level's random effects)."""
+        return inference.coef(self)
+
+    def is_singular(self, tol: float = 1e-4) -> bool:
+        """lme4's ``isSingular(m, tol)``: a variance at zero or a correlation at +-1."""
+        return inference.is_singular(self, tol)
+
+    def confint(self, method: str = "wald", level: float = 0.95, parm: Any = None) -> pd.DataFrame:
+        """Confidence intervals with lme4's ``confint(oldNames = FALSE)`` rows
+        (``sd_(Intercept)|Subject``, ``cor_...``, ``sigma``, the fixed effects) and columns
+        (``2.5 %``, ``97.5 %``). ``method="wald"``: the fixed effects' Wald intervals, NaN
+        for the variance parameters (as lme4); profile and bootstrap intervals refit the
+        model: ``mixedtf.confint(res, method="profile" | "boot")``."""
+        if method != "wald":
+            raise OptionError(
+                f"res.confint computes method='wald' from the fit; method={method!r} refits "
+                "the model: use mixedtf.confint(res, method=...)."
+            )
+        return inference.wald_confint(self, level, parm)
+
+    def simulate(
+        self,
+        nsim: int = 1,
+        seed: int | None = None,
+        newdata: Any = None,
+        use_u: bool = False,
+        allow_new_levels: bool = False,
+    ) -> pd.DataFrame:
+        """lme4's ``simulate(m, nsim, seed, newdata, use.u, allow.new.levels)``: responses
+        drawn from the fitted model, one column per simulation (see
+        :func:`mixedtf.results.inference.simulate`)."""
+        return inference.simulate(self, nsim, seed, newdata, use_u, allow_new_levels)
+
+    def r2(self) -> dict[str, float]:
+        """``performance::r2_nakagawa``: ``{"marginal", "conditional"}`` R^2 (LMMs)."""
+        return inference.r2(self)
+
+    def icc(self) -> dict[str, float]:
+        """``performance::icc``: ``{"adjusted", "unadjusted"}`` intraclass correlation (LMMs)."""
+        return inference.icc(self)
 
     def save(self, path) -> None:
         """Write the fit to ``path`` (a NumPy ``.npz`` archive with a JSON header, read back

@@ -1,0 +1,119 @@
+"""Inference from a fit (issue 14, first part): coef, isSingular, Wald intervals with lme4's
+names, anova of several models, drop1, R2 and ICC, simulate
+(tests/reference/R/inference_cases.R: lme4 1.1-31, performance 0.10.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from references import reference
+
+import mixedtf as mtf
+
+REF = reference("inference")
+SLEEP = "Reaction ~ Days + (Days | Subject)"
+
+
+@pytest.fixture(scope="module")
+def m(sleepstudy):
+    return mtf.lmer(SLEEP, sleepstudy)
+
+
+def test_coef_is_lme4s(m):
+    want = pd.DataFrame(REF["coef_Subject"])  # coef(m)$Subject
+    got = m.coef()["Subject"]
+    assert list(got.columns) == ["(Intercept)", "Days"]
+    cols = ["(Intercept)", "Days"]
+    np.testing.assert_allclose(got[cols], want[cols], rtol=1e-4, atol=1e-4)
+
+
+def test_wald_intervals_have_lme4s_rows(m):
+    want = REF["wald"]  # confint(m, method = "Wald", oldNames = FALSE)
+    got = m.confint()
+    assert list(got.index) == want["rows"] and list(got.columns) == ["2.5 %", "97.5 %"]
+    lower = np.array([np.nan if v is None else v for v in want["lower"]], dtype=float)
+    np.testing.assert_allclose(got["2.5 %"], lower, rtol=1e-5)
+    assert list(m.confint(parm="Days").index) == ["Days"]
+    with pytest.raises(mtf.OptionError, match="method='profile' refits"):
+        m.confint(method="profile")
+
+
+def test_is_singular(m):
+    assert m.is_singular() is REF["singular_sleep"] is False  # isSingular(m)
+    y = np.tile([1.0, 2.0, 4.0, 3.0], 6)  # every group has the same mean: variance 0
+    with pytest.warns(mtf.SingularFitWarning):
+        flat = mtf.lmer("y ~ 1 + (1 | g)", {"y": y, "g": np.repeat(list("abcdef"), 4)})
+    assert flat.is_singular()
+
+
+def test_anova_of_three_models_refits_reml_with_ml(sleepstudy, m):
+    # anova(m0, m1, m2) on REML fits: lme4 refits them with ML
+    m0 = mtf.lmer("Reaction ~ 1 + (1 | Subject)", sleepstudy)
+    m1 = mtf.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    table = mtf.anova(m, m0, m1)
+    ref = REF["anova"]
+    assert list(table.npar) == ref["npar"] and table.attrs["refitted"] == [0, 1, 2]
+    for ours, theirs in (
+        ("AIC", "AIC"),
+        ("BIC", "BIC"),
+        ("logLik", "logLik"),
+        ("deviance", "deviance"),
+    ):
+        np.testing.assert_allclose(table[ours], ref[theirs], rtol=1e-6)
+    np.testing.assert_allclose(table["Chisq"].iloc[1:], ref["Chisq"][1:], rtol=1e-4)
+    np.testing.assert_allclose(table["Pr(>Chisq)"].iloc[1:], ref["p"][1:], rtol=1e-3)
+
+
+def test_drop1_is_lme4s(sleepstudy):
+    full = mtf.lmer(SLEEP, sleepstudy, REML=False)
+    table = mtf.drop1(full)  # drop1(m, test = "Chisq")
+    ref = REF["drop1"]
+    assert list(table.index) == ref["rows"]
+    np.testing.assert_allclose(table.AIC, ref["AIC"], rtol=1e-6)
+    assert table.LRT.iloc[1] == pytest.approx(ref["LRT"][1], rel=1e-4)
+    assert table["Pr(Chi)"].iloc[1] == pytest.approx(ref["p"][1], rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("formula", "key"), [(SLEEP, "r2_slope"), ("Reaction ~ Days + (1 | Subject)", "r2_intercept")]
+)
+def test_r2_and_icc_are_performances(sleepstudy, formula, key):
+    ref = REF[key]  # r2_nakagawa(m), icc(m)
+    res = mtf.lmer(formula, sleepstudy)
+    r2, icc = res.r2(), res.icc()
+    assert r2["marginal"] == pytest.approx(ref["marginal"], abs=1e-4)
+    assert r2["conditional"] == pytest.approx(ref["conditional"], abs=1e-4)
+    assert icc["adjusted"] == pytest.approx(ref["icc_adjusted"], abs=1e-4)
+    assert icc["unadjusted"] == pytest.approx(ref["icc_unadjusted"], abs=1e-4)
+
+
+def test_simulate_draws_from_the_fitted_model(m, sleepstudy):
+    sims = m.simulate(4000, seed=1)
+    assert sims.shape == (180, 4000) and sims.index.equals(m.design.index)
+    # Var(y_i) = z_i' Sigma z_i + sigma^2 for new random effects (use_u = FALSE)
+    z = m.design.groupings[0].z
+    want = np.einsum("ia,ab,ib->i", z, m.covariances[0], z) + m.sigma**2
+    np.testing.assert_allclose(sims.var(axis=1), want, rtol=0.1)
+    np.testing.assert_allclose(
+        sims.mean(axis=1), m.predict(include_random=False), atol=3 * np.sqrt(want / 4000).max() * 2
+    )
+    # conditional on the modes (use_u = TRUE): the fitted values plus residual noise
+    cond = m.simulate(4000, seed=2, use_u=True)
+    np.testing.assert_allclose(cond.mean(axis=1), m.fitted(), atol=5 * m.sigma / np.sqrt(4000))
+    pd.testing.assert_frame_equal(m.simulate(2, seed=7), m.simulate(2, seed=7))
+
+
+def test_simulate_other_families():
+    cbpp = mtf.datasets.load("cbpp")
+    g = mtf.glmer(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial"
+    )
+    sims = g.simulate(500, seed=3, use_u=True)
+    assert np.all((sims.to_numpy() >= 0) & (sims.to_numpy() <= cbpp["size"].to_numpy()[:, None]))
+    np.testing.assert_allclose(sims.mean(axis=1) / cbpp["size"], g.fitted(), atol=0.05)
+    wine = mtf.datasets.load("wine")
+    o = mtf.MixedLM.from_formula(
+        "rating ~ temp + contact + (1 | judge)", wine, family="ordinal"
+    ).fit(method="laplace")
+    assert set(np.unique(o.simulate(3, seed=1).to_numpy())) <= set(o.design.response_levels)
