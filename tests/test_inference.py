@@ -117,3 +117,31 @@ def test_simulate_other_families():
         "rating ~ temp + contact + (1 | judge)", wine, family="ordinal"
     ).fit(method="laplace")
     assert set(np.unique(o.simulate(3, seed=1).to_numpy())) <= set(o.design.response_levels)
+
+
+SATT = reference("satterthwaite")
+
+
+@pytest.mark.parametrize("case", [k for k in SATT if k != "software"])
+def test_satterthwaite_df_and_p_values_are_lmertests(case):
+    # coef(summary(lmerTest::lmer(formula, data, REML), ddf = "Satterthwaite"))
+    ref = SATT[case]
+    data = mtf.datasets.load(ref["data"])
+    drop = ref["drop"] if isinstance(ref["drop"], list) else [ref["drop"]] if ref["drop"] else []
+    data = data.drop(index=data.index[[i - 1 for i in drop]])  # R's 1-based rows
+    res = mtf.lmer(ref["formula"], data, REML=ref["REML"])
+    table = res.coef_table(ddf="satterthwaite")
+    assert list(table.index) == list(np.atleast_1d(ref["terms"]))
+    np.testing.assert_allclose(table.df, np.atleast_1d(ref["df"]), rtol=1e-3)
+    np.testing.assert_allclose(table.t, np.atleast_1d(ref["t"]), rtol=1e-4)
+    np.testing.assert_allclose(table.p_value, np.atleast_1d(ref["p"]), rtol=1e-2)
+
+
+def test_ddf_is_for_linear_mixed_models():
+    cbpp = mtf.datasets.load("cbpp")
+    g = mtf.glmer(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial"
+    )
+    with pytest.raises(mtf.OptionError, match="Satterthwaite df are for linear mixed models"):
+        g.coef_table(ddf="satterthwaite")
+    assert "P>|z|" in str(g.summary())

@@ -17,6 +17,7 @@ from scipy import stats
 
 from mixedtf.design import Design
 from mixedtf.errors import OptionError
+from mixedtf.results import ddf as ddf_methods
 from mixedtf.results import inference, storage
 from mixedtf.results.info import AnalyticCheck, FitInfo
 from mixedtf.results.prediction import check_new_levels, predict, random_part
@@ -157,11 +158,24 @@ class MixedLMResults:
             index=pd.Index(names, name="cutpoint"),
         )
 
-    def coef_table(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Wald table of the fixed effects: estimate, std_error, z, p_value and the
-        ``1 - alpha`` confidence interval (normal quantiles)."""
+    def coef_table(self, alpha: float = 0.05, ddf: str | None = None) -> pd.DataFrame:
+        """The fixed effects' table. ``ddf=None``: Wald ``estimate, std_error, z, p_value``
+        and the ``1 - alpha`` interval from normal quantiles. ``ddf="satterthwaite"``
+        (linear mixed models): lmerTest's ``estimate, std_error, df, t, p_value``
+        (``Pr(>|t|)``) with t quantiles; for MCEM fits evaluated at the MCEM estimates."""
         if not 0 < alpha < 1:
             raise OptionError(f"alpha must be in (0, 1); got {alpha}.")
+        if ddf is not None:
+            if ddf not in ddf_methods.DDF_METHODS:
+                raise OptionError(
+                    f"ddf must be None or one of {ddf_methods.DDF_METHODS}; got {ddf!r} "
+                    "(Kenward-Roger is not available yet)."
+                )
+            table = ddf_methods.satterthwaite(self)
+            q = stats.t.ppf(1 - alpha / 2, table.df)
+            table["ci_lower"] = table.estimate - q * table.std_error
+            table["ci_upper"] = table.estimate + q * table.std_error
+            return table
         est, se = self.fixef(), self.bse()
         z = est / se
         q = stats.norm.ppf(1 - alpha / 2)
@@ -339,12 +353,19 @@ class MixedLMResults:
         with :func:`mixedtf.load`; no pickle, see :mod:`mixedtf.results.storage`)."""
         storage.save(self, path)
 
-    def summary(self, alpha: float = 0.05):
+    def summary(self, alpha: float = 0.05, ddf: str | None = "auto"):
         """Header, fixed-effects table, random-effects table, MCEM diagnostics and warnings
-        (:class:`mixedtf.results.summary.Summary`; ``print()`` it, or display it in a notebook)."""
+        (:class:`mixedtf.results.summary.Summary`; ``print()`` it, or display it in a notebook).
+
+        ``ddf``: the fixed effects' denominator df, as :meth:`coef_table`; ``"auto"``
+        (default) is Satterthwaite's for exact Gaussian fits (as lmerTest's summary) and
+        Wald z otherwise."""
         from mixedtf.results.summary import summarize
 
-        return summarize(self, alpha)
+        if ddf == "auto":
+            exact = self.method in ("ml", "reml") and self.design.family == "gaussian"
+            ddf = "satterthwaite" if exact else None
+        return summarize(self, alpha, ddf)
 
     def __repr__(self) -> str:
         return (

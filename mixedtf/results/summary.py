@@ -85,7 +85,12 @@ def _fixed_lines(table: pd.DataFrame) -> list[str]:
     out = [" " * width + "".join(f"{c:>11}" for c in cols)]
     for name, row in table.iterrows():
         cells = [
-            f"{v:>11.3f}" if c == "P>|z|" else f"{v:>11.4f}" for c, v in zip(cols, row, strict=True)
+            f"{v:>11.3g}"
+            if c in ("P>|z|", "P>|t|")
+            else f"{v:>11.2f}"
+            if c == "df"
+            else f"{v:>11.4f}"
+            for c, v in zip(cols, row, strict=True)
         ]
         out.append(f"{name:<{width}}" + "".join(cells))
     return out
@@ -173,14 +178,20 @@ def _interval_names(alpha: float) -> tuple[str, str]:
     return f"[{alpha / 2:.3f}", f"{1 - alpha / 2:.3f}]"
 
 
-def _fixed_table(res, alpha: float) -> pd.DataFrame:
+def _fixed_table(res, alpha: float, ddf: str | None = None) -> pd.DataFrame:
     lo, hi = _interval_names(alpha)
-    return res.coef_table(alpha).rename(
+    p_name = "P>|t|" if ddf else "P>|z|"
+    table = res.coef_table(alpha, ddf)
+    if ddf:  # lmerTest's columns; the intervals are confint()'s
+        table = table.drop(columns=["ci_lower", "ci_upper"])
+    return table.rename(
         columns={
             "estimate": "Coef.",
             "std_error": "Std.Err.",
+            "df": "df",
             "z": "z",
-            "p_value": "P>|z|",
+            "t": "t",
+            "p_value": p_name,
             "ci_lower": lo,
             "ci_upper": hi,
         }
@@ -223,11 +234,11 @@ def _mcem_diagnostics(res) -> list[tuple[str, str]]:
     return out
 
 
-def summarize(res, alpha: float = 0.05) -> Summary:
-    """The :class:`Summary` of a fitted model."""
+def summarize(res, alpha: float = 0.05, ddf: str | None = None) -> Summary:
+    """The :class:`Summary` of a fitted model (``ddf``: see ``coef_table``)."""
     return Summary(
         _header(res),
-        _fixed_table(res, alpha),
+        _fixed_table(res, alpha, ddf),
         _random_table(res),
         _mcem_diagnostics(res),
         list(res.fit_info.warnings),

@@ -1,0 +1,127 @@
+r"""Denominator degrees of freedom for the fixed effects of a linear mixed model:
+Satterthwaite's, as ``lmerTest`` computes them.
+
+With ``varpar = (theta, sigma)`` (lme4's theta and the residual SD) and
+``V(varpar) = sigma^2 (R_X' R_X)^{-1}(theta)`` the fixed effects' covariance, a contrast
+``l`` has variance ``v = l' V l``; its Satterthwaite df is
+
+.. math::
+
+    \nu = \frac{2 v^2}{g' A g}, \qquad g_k = l' \frac{\partial V}{\partial\,\text{varpar}_k} l,
+    \qquad A = 2 H^{-1},
+
+``H`` the Hessian of the deviance (REML criterion for REML fits) in ``varpar`` -- not
+profiled over sigma, as lmerTest's ``devfun_vp``. Derivatives by Richardson-extrapolated
+central differences (lmerTest uses ``numDeriv``). For MCEM fits the same quantities are
+evaluated at the MCEM estimates with the ML deviance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mixedtf.errors import OptionError
+from mixedtf.linalg.blocked import CrossProducts, factorize, gaussian_deviance
+
+DDF_METHODS = ("satterthwaite",)
+
+
+class _VarparModel:
+    """The deviance and the fixed effects' covariance as functions of ``(theta, sigma)``."""
+
+    def __init__(self, res: Any) -> None:
+        self.cp = CrossProducts.build(res.design)
+        self.reml = res.method == "reml"
+        self.n, self.p = self.cp.n, self.cp.p
+
+    def deviance(self, varpar: np.ndarray) -> float:
+        theta, sigma2 = varpar[:-1], varpar[-1] ** 2
+        f = factorize(self.cp, theta)
+        if f is None:
+            return np.inf
+        if self.reml:
+            logdet, n_eff, r2 = f.logdet_L() + f.logdet_RX(), self.n - self.p, f.pwrss()
+        else:
+            logdet, n_eff, r2 = f.logdet_L(), self.n, f.pwrss()
+        return gaussian_deviance(logdet, r2, n_eff, sigma2) - self.cp.log_weights
+
+    def vcov(self, varpar: np.ndarray) -> np.ndarray:
+        f = factorize(self.cp, varpar[:-1])
+        return f.fixed_vcov(varpar[-1] ** 2)
+
+
+def _steps(x: np.ndarray) -> np.ndarray:
+    return 1e-4 * np.maximum(np.abs(x), 0.1)
+
+
+def _jacobian(fun, x: np.ndarray) -> np.ndarray:
+    """``d fun / d x_k`` (arrays), central differences with one Richardson step."""
+    h = _steps(x)
+    out = []
+    for k in range(x.size):
+        e = np.zeros_like(x)
+        e[k] = h[k]
+        d1 = (fun(x + e) - fun(x - e)) / (2 * h[k])
+        d2 = (fun(x + e / 2) - fun(x - e / 2)) / h[k]
+        out.append((4 * d2 - d1) / 3)
+    return np.array(out)
+
+
+def _hessian(fun, x: np.ndarray) -> np.ndarray:
+    """The Hessian of a scalar ``fun``: the Jacobian of its central-difference gradient."""
+
+    def gradient(y):
+        h = _steps(y)
+        g = np.empty(y.size)
+        for k in range(y.size):
+            e = np.zeros_like(y)
+            e[k] = h[k]
+            g[k] = (fun(y + e) - fun(y - e)) / (2 * h[k])
+        return g
+
+    H = _jacobian(gradient, x)
+    return 0.5 * (H + H.T)
+
+
+def satterthwaite(res: Any) -> pd.DataFrame:
+    """lmerTest's ``summary(m, ddf = "Satterthwaite")`` coefficient table: ``estimate,
+    std_error, df, t, p_value`` per fixed effect."""
+    if res.design.family != "gaussian":
+        raise OptionError(
+            f"Satterthwaite df are for linear mixed models; family is {res.design.family!r}. "
+            "Use ddf=None (Wald z) for GLMMs."
+        )
+    model = _VarparModel(res)
+    varpar = np.r_[res.theta.to_numpy(), res.sigma]
+    free = np.ones(varpar.size, bool)
+    free[:-1] = np.abs(varpar[:-1]) > 1e-8  # a theta at its bound is held (as lmerTest)
+    x0 = varpar[free]
+
+    def full(x):
+        v = varpar.copy()
+        v[free] = x
+        return v
+
+    A = 2.0 * np.linalg.pinv(_hessian(lambda x: model.deviance(full(x)), x0))
+    J = _jacobian(lambda x: model.vcov(full(x)), x0)  # [k, p, p]
+    V = model.vcov(varpar)
+    est = res.fixef()
+    var = np.diag(V)
+    grads = np.einsum("kii->ik", J)  # d var_i / d varpar_k
+    df = 2.0 * var**2 / np.einsum("ik,kl,il->i", grads, A, grads)
+    se = np.sqrt(var)
+    t = est.to_numpy() / se
+    return pd.DataFrame(
+        {
+            "estimate": est.to_numpy(),
+            "std_error": se,
+            "df": df,
+            "t": t,
+            "p_value": 2.0 * stats.t.sf(np.abs(t), df),
+        },
+        index=est.index,
+    )
