@@ -145,3 +145,61 @@ def test_ddf_is_for_linear_mixed_models():
     with pytest.raises(mtf.OptionError, match="Satterthwaite df are for linear mixed models"):
         g.coef_table(ddf="satterthwaite")
     assert "P>|z|" in str(g.summary())
+
+
+def _coverage(sims: np.ndarray, table: pd.DataFrame) -> float:
+    lo, hi = table.lower.to_numpy()[:, None], table.upper.to_numpy()[:, None]
+    return float(((sims >= lo) & (sims <= hi)).mean())
+
+
+def test_population_prediction_intervals_cover_new_groups(m):
+    # responses of new groups simulated from the fit (lme4's simulate, use.u = FALSE)
+    table = m.predict(include_random=False, interval="prediction")
+    assert _coverage(m.simulate(400, seed=11).to_numpy(), table) == pytest.approx(0.95, abs=0.02)
+    narrow = m.predict(include_random=False, interval="prediction", level=0.8)
+    assert _coverage(m.simulate(400, seed=12).to_numpy(), narrow) == pytest.approx(0.80, abs=0.02)
+
+
+def test_conditional_prediction_intervals_cover_the_groups_own_responses(m):
+    # new responses of the same subjects: effects from their conditional distribution
+    rng = np.random.default_rng(5)
+    g, mode, cond = m.design.groupings[0], m._modes[0], m._condcov[0]
+    fixed = m.predict(include_random=False).to_numpy()
+    sims = np.empty((fixed.size, 400))
+    for s in range(400):
+        b = np.array([rng.multivariate_normal(mode[lv], cond[lv]) for lv in range(g.n_levels)])
+        sims[:, s] = fixed + (g.z * b[g.codes]).sum(1) + rng.normal(0, m.sigma, fixed.size)
+    assert _coverage(sims, m.predict(interval="prediction")) == pytest.approx(0.95, abs=0.02)
+
+
+def test_confidence_intervals_and_new_levels(m):
+    new = pd.DataFrame({"Days": [2.0, 2.0], "Subject": ["308", "999"]})
+    table = m.predict(new, interval="confidence", se_fit=True)
+    x = np.array([1.0, 2.0])
+    fixed_var = x @ m.vcov().to_numpy() @ x
+    z_var = x @ m.covariances[0] @ x  # an unseen subject: its effect is unknown
+    assert table.se_fit.iloc[1] == pytest.approx(np.sqrt(fixed_var + z_var), rel=1e-10)
+    assert table.se_fit.iloc[0] < table.se_fit.iloc[1]
+    np.testing.assert_allclose(table.fit, m.predict(new), rtol=1e-12)
+    cbpp = mtf.datasets.load("cbpp")
+    g = mtf.glmer(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial"
+    )
+    resp = g.predict(type="response", interval="confidence")
+    assert np.all((resp.lower < resp.fit) & (resp.fit < resp.upper) & (resp.upper < 1))
+    with pytest.raises(mtf.OptionError, match="prediction intervals are for Gaussian"):
+        g.predict(interval="prediction")
+
+
+def test_glmm_conditional_sds_are_lme4s():
+    # as.data.frame(ranef(glmer(cbind(incidence, size - incidence) ~ period + (1 | herd),
+    #   cbpp, binomial), condVar = TRUE))$condsd
+    from references import REFERENCE
+
+    ref = pd.read_csv(REFERENCE / "ranef" / "cbpp_binomial_laplace.ranef.csv", dtype={"level": str})
+    cbpp = mtf.datasets.load("cbpp")
+    g = mtf.glmer(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial"
+    )
+    got = g.ranef(condvar=True).set_index("grp")
+    np.testing.assert_allclose(got.loc[ref.level, "condsd"], ref.conditional_sd, rtol=2e-3)

@@ -20,7 +20,12 @@ from mixedtf.errors import OptionError
 from mixedtf.results import ddf as ddf_methods
 from mixedtf.results import inference, storage
 from mixedtf.results.info import AnalyticCheck, FitInfo
-from mixedtf.results.prediction import check_new_levels, predict, random_part
+from mixedtf.results.prediction import (
+    check_new_levels,
+    predict,
+    predict_with_intervals,
+    random_part,
+)
 
 
 class MixedLMResults:
@@ -282,8 +287,11 @@ class MixedLMResults:
         include_random: bool = True,
         new_levels: str = "population",
         type: str = "link",
+        se_fit: bool = False,
+        interval: str | None = None,
+        level: float = 0.95,
     ) -> pd.Series | pd.DataFrame:
-        """Predictions.
+        """Predictions, with standard errors and intervals when asked.
 
         Args:
             newdata: data to predict for (default: the training rows); encoded with the
@@ -298,11 +306,24 @@ class MixedLMResults:
                 predictive mean, the average of ``g^{-1}(eta)`` over the E-step's draws of
                 the random effects (not ``g^{-1}`` at their mean); for Laplace fits it is
                 ``g^{-1}`` at the conditional modes, as lme4's ``predict(type = "response")``.
+            se_fit, interval, level: with ``se_fit=True`` or ``interval="confidence"`` /
+                ``"prediction"`` (Gaussian), a DataFrame ``fit, se_fit, lower, upper``: the
+                variance of the fixed part ``x' V x``, plus each term's conditional variance
+                of its level's effect (``Sigma`` for an unseen level) when
+                ``include_random``, or ``z' Sigma z`` for a prediction interval of a new
+                group; a prediction interval adds ``sigma^2``. Normal quantiles; response-scale
+                bounds are the link-scale ones through ``g^{-1}``.
 
         Raises:
             DesignError: a row has a missing predictor, or an unseen level with ``"error"``.
+            OptionError: an interval this family has none of.
         """
-        return predict(self, newdata, include_random, check_new_levels(new_levels), type)
+        new_levels = check_new_levels(new_levels)
+        if se_fit or interval is not None:
+            return predict_with_intervals(
+                self, newdata, include_random, new_levels, type, interval, level, se_fit
+            )
+        return predict(self, newdata, include_random, new_levels, type)
 
     # -- inference from the fit's own numbers (mixedtf.results.inference) -------------------
     def coef(self) -> dict[str, pd.DataFrame]:

@@ -231,6 +231,9 @@ def fit_laplace(design: Design, options: LaplaceOptions | None = None) -> MixedL
         loglik=-0.5 * dev,
         deviance=dev,
         fit_info=info,
+        conditional_covariances=lambda: [
+            sigma**2 * c for c in model.conditional_covariances(lap, theta)
+        ],
         cutpoints=cuts,
         family_params=family_params,
         family_params_se=family_params_se,

@@ -204,6 +204,20 @@ class LaplaceModel:
             at += g.n_levels * g.k
         return out
 
+    def conditional_covariances(self, lap: LaplaceFit, theta: np.ndarray) -> list[np.ndarray]:
+        """lme4's ``condVar``: per grouping the ``n_levels x k x k`` diagonal blocks of
+        ``Lambda H^{-1} Lambda'`` at the modes (``H = A'WA + I``)."""
+        q = lap.u.size
+        cov_b = self.relative_factor(theta) @ lap.H.solve(np.eye(q))
+        cov_b = (self.relative_factor(theta) @ cov_b.T).T
+        out, at = [], 0
+        for g in self.design.groupings:
+            size = g.n_levels * g.k
+            block = cov_b[at : at + size, at : at + size].reshape(g.n_levels, g.k, g.n_levels, g.k)
+            out.append(np.einsum("lalb->lab", block))
+            at += size
+        return out
+
     def fixed_vcov(self, beta, theta, cuts=None) -> np.ndarray:
         """lme4's ``vcov`` of a GLMM: the inverse of ``X'WX - X'WA H^{-1} A'WX`` at the modes
         (ordinal: of ``(beta, cutpoints)``, with ``X`` the Jacobian of the row predictors)."""
