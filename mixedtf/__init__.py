@@ -6,7 +6,7 @@ TensorFlow; the estimators load it when a fit needs it.
 
 from mixedtf import datasets, errors, families
 from mixedtf._version import __version__
-from mixedtf.comparison import anova, drop1
+from mixedtf.comparison import anova, confint, drop1
 from mixedtf.design import Design, build_design
 from mixedtf.errors import (
     ConvergenceWarning,
@@ -45,6 +45,7 @@ __all__ = [
     "__version__",
     "anova",
     "build_design",
+    "confint",
     "datasets",
     "drop1",
     "errors",

@@ -1,10 +1,12 @@
-"""Comparing fits: lme4's ``anova(m0, m1, ...)`` likelihood-ratio table for any number of
-nested models, and ``drop1(m, test = "Chisq")``. REML fits are refitted by ML first, as
-lme4 does (and say so: a ``UserWarning``-free note in the table's ``attrs``).
+"""What refits a model to draw inference: lme4's ``anova(m0, m1, ...)`` likelihood-ratio
+table for any number of nested models, ``drop1(m, test = "Chisq")`` (REML fits refitted by
+ML first, as lme4 does; listed in the table's ``attrs``) and the parametric bootstrap's
+``confint``.
 """
 
 from __future__ import annotations
 
+import warnings
 from itertools import pairwise
 
 import numpy as np
@@ -14,9 +16,10 @@ from scipy import stats
 from mixedtf.errors import ModelComparisonError
 from mixedtf.formula.rsyntax import r_deparse
 from mixedtf.results import MixedLMResults
+from mixedtf.results.inference import _select
 from mixedtf.update import update
 
-__all__ = ["anova", "drop1"]
+__all__ = ["anova", "confint", "drop1"]
 
 
 def _blocks(res: MixedLMResults) -> set[tuple[str, str]]:
@@ -111,3 +114,102 @@ def drop1(res: MixedLMResults, test: str = "Chisq") -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["term", "Df", "AIC", "LRT", "Pr(Chi)"]).set_index("term")
     table.index.name = None
     return table
+
+
+def _parameter_vector(res: MixedLMResults) -> np.ndarray:
+    """The parameters in lme4's ``confint`` order: per term its SDs and correlations
+    (column-major lower triangle), sigma (families with a scale), the fixed effects."""
+    out = []
+    for g, cov in zip(res.design.groupings, res.covariances, strict=True):
+        sd = np.sqrt(np.diag(cov))
+        for col in range(g.k):
+            for row in range(col, g.k):
+                denom = sd[row] * sd[col]
+                out.append(sd[row] if row == col else (cov[row, col] / denom if denom > 0 else 0.0))
+    if res.has_scale:
+        out.append(res.sigma)
+    return np.r_[out, res.fixef().to_numpy()]
+
+
+def confint(
+    res: MixedLMResults,
+    method: str = "boot",
+    level: float = 0.95,
+    parm=None,
+    nsim: int = 500,
+    seed: int | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Confidence intervals that refit the model, with lme4's ``confint(oldNames = FALSE)``
+    rows and columns. ``method="profile"`` (exact Gaussian fits): lme4's profile intervals,
+    each bound solved for where the signed root of the profiled ML deviance reaches the
+    normal quantile (:mod:`mixedtf.fit.exact.profile`). ``method="boot"``: the parametric bootstrap of lme4's ``bootMer`` and
+    ``confint(method = "boot")`` (percentile): ``nsim`` responses simulated from the fit
+    (new random effects), each refitted by the fit's method from its estimates, and the
+    ``(1 - level) / 2`` quantiles of every parameter. ``method="wald"``: ``res.confint()``.
+
+    Replicates whose refit fails are dropped and counted in ``table.attrs["failed"]``.
+    """
+    from tqdm.auto import tqdm
+
+    from mixedtf.results.inference import _interval_columns, parameter_names
+    from mixedtf.update import refit
+
+    if method == "wald":
+        return res.confint("wald", level, parm)
+    if method not in ("boot", "profile"):
+        raise ModelComparisonError(f"method must be 'profile', 'boot' or 'wald'; got {method!r}.")
+    if not 0 < level < 1:
+        raise ModelComparisonError(f"level must be in (0, 1); got {level!r}.")
+    if method == "profile":
+        return _select(_profile(res, level), parm)
+    sims = res.simulate(int(nsim), seed=seed)
+    start = res
+    if res.method in ("ml", "reml"):  # every refit starts from the fit's theta
+        start = _with_options(res, {"start": res.theta.to_numpy().tolist()})
+    values, failed = [], 0
+    show = None if progress is None else bool(progress)
+    for column in tqdm(sims.columns, disable=show is False or (show is None), desc="bootstrap"):
+        y = sims[column].to_numpy(np.float64)
+        if res.design.y.ndim == 2:  # cbind counts: successes and failures
+            y = np.column_stack([y, res.design.trials - y])
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # singular replicates are expected
+                values.append(_parameter_vector(refit(start, y, seed=seed)))
+        except Exception:  # a replicate that cannot be fitted, as bootMer's NA
+            failed += 1
+    draws = np.array(values)
+    alpha = (1 - level) / 2
+    table = pd.DataFrame(
+        np.nanquantile(draws, [alpha, 1 - alpha], axis=0).T,
+        index=parameter_names(res),
+        columns=_interval_columns(level),
+    )
+    table.attrs["failed"] = failed
+    table.attrs["nsim"] = int(nsim)
+    return _select(table, parm)
+
+
+def _profile(res: MixedLMResults, level: float) -> pd.DataFrame:
+    from mixedtf.fit.exact.profile import profile_intervals
+    from mixedtf.results.inference import _interval_columns, parameter_names
+
+    if res.design.family != "gaussian" or res.method not in ("ml", "reml"):
+        raise ModelComparisonError(
+            "profile intervals are computed for exact Gaussian fits (method='ml' or 'reml'); "
+            f"this is a {res.design.family} {res.method} fit. Use method='boot'."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bounds = profile_intervals(res, level)
+    return pd.DataFrame(bounds, index=parameter_names(res), columns=_interval_columns(level))
+
+
+def _with_options(res: MixedLMResults, options: dict) -> MixedLMResults:
+    from dataclasses import replace as dc_replace
+
+    copy = MixedLMResults.__new__(MixedLMResults)
+    copy.__dict__.update(res.__dict__)
+    copy.fit_info = dc_replace(res.fit_info, options={**res.fit_info.options, **options})
+    return copy

@@ -203,3 +203,43 @@ def test_glmm_conditional_sds_are_lme4s():
     )
     got = g.ranef(condvar=True).set_index("grp")
     np.testing.assert_allclose(got.loc[ref.level, "condsd"], ref.conditional_sd, rtol=2e-3)
+
+
+CONFINT = reference("confint")
+
+
+def _check_bounds(table, ref, rtol):
+    assert list(table.index) == ref["rows"]
+    np.testing.assert_allclose(table.iloc[:, 0], ref["lower"], rtol=rtol, atol=1e-6)
+    np.testing.assert_allclose(table.iloc[:, 1], ref["upper"], rtol=rtol, atol=1e-6)
+
+
+def test_profile_intervals_with_a_bound_at_zero():
+    # confint(lmer(strength ~ 1 + (1|batch) + (1|cask:batch), Pastes, REML = FALSE)):
+    # sd_(Intercept)|batch's lower bound is 0
+    pastes = mtf.datasets.load("Pastes")
+    res = mtf.lmer("strength ~ 1 + (1 | batch) + (1 | cask:batch)", pastes, REML=False)
+    table = mtf.confint(res, method="profile")
+    _check_bounds(table, CONFINT["profile_pastes_ML"], 2e-3)
+    assert table.loc["sd_(Intercept)|batch"].iloc[0] == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("key", "reml"), [("profile_sleep_ML", False), ("profile_sleep_REML", True)]
+)
+def test_profile_intervals_are_lme4s(sleepstudy, key, reml):
+    # confint(m, method = "profile", oldNames = FALSE); lme4 profiles a REML fit by ML
+    res = mtf.lmer(SLEEP, sleepstudy, REML=reml)
+    _check_bounds(mtf.confint(res, method="profile"), CONFINT[key], 2e-3)
+
+
+@pytest.mark.slow
+def test_bootstrap_intervals_are_near_lme4s(m):
+    # confint(m, method = "boot", nsim = 1000): percentile bounds, within Monte Carlo error
+    ref = CONFINT["boot_sleep_REML"]
+    table = mtf.confint(m, method="boot", nsim=300, seed=3)
+    assert list(table.index) == ref["rows"] and table.attrs["failed"] == 0
+    width = np.array(ref["upper"]) - np.array(ref["lower"])
+    assert np.all(np.abs(table.iloc[:, 0] - ref["lower"]) < 0.15 * width)
+    assert np.all(np.abs(table.iloc[:, 1] - ref["upper"]) < 0.15 * width)
