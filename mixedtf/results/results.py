@@ -306,13 +306,14 @@ class MixedLMResults:
                 predictive mean, the average of ``g^{-1}(eta)`` over the E-step's draws of
                 the random effects (not ``g^{-1}`` at their mean); for Laplace fits it is
                 ``g^{-1}`` at the conditional modes, as lme4's ``predict(type = "response")``.
-            se_fit, interval, level: with ``se_fit=True`` or ``interval="confidence"`` /
-                ``"prediction"`` (Gaussian), a DataFrame ``fit, se_fit, lower, upper``: the
-                variance of the fixed part ``x' V x``, plus each term's conditional variance
-                of its level's effect (``Sigma`` for an unseen level) when
-                ``include_random``, or ``z' Sigma z`` for a prediction interval of a new
-                group; a prediction interval adds ``sigma^2``. Normal quantiles; response-scale
-                bounds are the link-scale ones through ``g^{-1}``.
+            se_fit: return a DataFrame ``fit, se_fit`` (and the bounds with ``interval``).
+            interval: ``"confidence"`` or ``"prediction"`` (Gaussian): a DataFrame ``fit,
+                lower, upper``. The variance is the fixed part's ``x' V x``, plus each
+                term's conditional variance of its level's effect (``Sigma`` for an unseen
+                level) when ``include_random``, or ``z' Sigma z`` for a prediction interval
+                of a new group; a prediction interval adds ``sigma^2``. Normal quantiles;
+                response-scale bounds are the link-scale ones through ``g^{-1}``.
+            level: the intervals' coverage.
 
         Raises:
             DesignError: a row has a missing predictor, or an unseen level with ``"error"``.
