@@ -53,7 +53,9 @@ def _check_comparable(small: MixedLMResults, large: MixedLMResults) -> None:
 
 def anova(*models: MixedLMResults) -> pd.DataFrame:
     """lme4's ``anova(m0, m1, ...)``: the models ordered by their number of parameters, and
-    the likelihood-ratio test of each against the one before it.
+    the likelihood-ratio test of each against the one before it. With one linear mixed
+    model, lmerTest's ``anova(m)``: the F test of each fixed-effect term with
+    Satterthwaite's denominator df (``Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F)``).
 
     Columns ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``, rows ``m0, m1, ...``
     in that order. REML fits are refitted by maximum likelihood first, as lme4 does
@@ -63,11 +65,12 @@ def anova(*models: MixedLMResults) -> pd.DataFrame:
     Raises:
         ModelComparisonError: fewer than two models, different data, or models not nested.
     """
+    if len(models) == 1:  # lmerTest's type III F table
+        from mixedtf.results.ddf import type3_anova
+
+        return type3_anova(models[0])
     if len(models) < 2:
-        raise ModelComparisonError(
-            f"anova compares two or more fits; got {len(models)}. For one model's type III "
-            "table see the inference issue's single-model anova (not yet available)."
-        )
+        raise ModelComparisonError("anova takes one fit (its F table) or several to compare.")
     refitted = [i for i, m in enumerate(models) if m.method == "reml"]
     fits = sorted((_as_ml(m) for m in models), key=lambda r: r.df_model)
     for small, large in pairwise(fits):

@@ -243,3 +243,22 @@ def test_bootstrap_intervals_are_near_lme4s(m):
     width = np.array(ref["upper"]) - np.array(ref["lower"])
     assert np.all(np.abs(table.iloc[:, 0] - ref["lower"]) < 0.15 * width)
     assert np.all(np.abs(table.iloc[:, 1] - ref["upper"]) < 0.15 * width)
+
+
+TYPE3 = reference("anova_type3")
+
+
+@pytest.mark.parametrize("case", ["sleep", "cbpp_period"])
+def test_single_model_anova_is_lmertests(case):
+    # anova(lmerTest::lmer(formula, data)): type III with Satterthwaite's df
+    ref = TYPE3[case]
+    data = mtf.datasets.load(ref["data"])
+    if case == "cbpp_period":
+        data = data.assign(rate=data.incidence / data["size"])
+    table = mtf.anova(mtf.lmer(ref["formula"], data))
+    assert list(table.index) == ref["terms"]
+    np.testing.assert_allclose(table["Sum Sq"], ref["SumSq"], rtol=1e-4)
+    np.testing.assert_allclose(table["NumDF"], ref["NumDF"])
+    np.testing.assert_allclose(table["DenDF"], ref["DenDF"], rtol=1e-3)
+    np.testing.assert_allclose(table["F value"], ref["F"], rtol=1e-4)
+    np.testing.assert_allclose(table["Pr(>F)"], ref["p"], rtol=1e-3)

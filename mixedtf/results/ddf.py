@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from mixedtf.errors import OptionError
+from mixedtf.formula.rsyntax import r_deparse
 from mixedtf.linalg.blocked import CrossProducts, factorize, gaussian_deviance
 
 DDF_METHODS = ("satterthwaite",)
@@ -87,33 +88,62 @@ def _hessian(fun, x: np.ndarray) -> np.ndarray:
     return 0.5 * (H + H.T)
 
 
+class Satterthwaite:
+    """lmerTest's Satterthwaite machinery at a fit: ``V``, its Jacobian ``J`` in the free
+    ``(theta, sigma)`` and ``A = 2 H^{-1}``; :meth:`df` of any contrast."""
+
+    def __init__(self, res: Any) -> None:
+        if res.design.family != "gaussian":
+            raise OptionError(
+                f"Satterthwaite df are for linear mixed models; family is "
+                f"{res.design.family!r}. Use ddf=None (Wald z) for GLMMs."
+            )
+        model = _VarparModel(res)
+        varpar = np.r_[res.theta.to_numpy(), res.sigma]
+        free = np.ones(varpar.size, bool)
+        free[:-1] = np.abs(varpar[:-1]) > 1e-8  # a theta at its bound is held (as lmerTest)
+
+        def full(x):
+            v = varpar.copy()
+            v[free] = x
+            return v
+
+        self.A = 2.0 * np.linalg.pinv(_hessian(lambda x: model.deviance(full(x)), varpar[free]))
+        self.J = _jacobian(lambda x: model.vcov(full(x)), varpar[free])  # [k, p, p]
+        self.V = model.vcov(varpar)
+        self.sigma = res.sigma
+
+    def df(self, L: np.ndarray) -> np.ndarray:
+        """Satterthwaite's df of each row ``l`` of ``L``: ``2 (l'Vl)^2 / (g'Ag)``."""
+        L = np.atleast_2d(L)
+        var = np.einsum("ri,ij,rj->r", L, self.V, L)
+        grads = np.einsum("ri,kij,rj->rk", L, self.J, L)
+        return 2.0 * var**2 / np.einsum("rk,kl,rl->r", grads, self.A, grads)
+
+    def f_test(self, L: np.ndarray, beta: np.ndarray) -> tuple[float, float, float]:
+        """lmerTest's multi-df F test of ``L beta = 0``: ``(F, NumDF, DenDF)``, the
+        denominator df from the eigen-decomposition of ``L V L'`` (``contestMD``)."""
+        L = np.atleast_2d(L)
+        values, vectors = np.linalg.eigh(L @ self.V @ L.T)
+        keep = values > 1e-10 * max(values.max(), 1e-300)
+        rotated = (vectors[:, keep].T @ L) / np.sqrt(values[keep])[:, None]
+        q = int(keep.sum())
+        t2 = (rotated @ beta) ** 2
+        F = float(t2.sum() / q)
+        nu = self.df(vectors[:, keep].T @ L)
+        if np.any(nu <= 2):
+            return F, q, 2.0
+        E = float(np.sum(nu / (nu - 2.0)))
+        return F, q, 2.0 * E / (E - q)
+
+
 def satterthwaite(res: Any) -> pd.DataFrame:
     """lmerTest's ``summary(m, ddf = "Satterthwaite")`` coefficient table: ``estimate,
     std_error, df, t, p_value`` per fixed effect."""
-    if res.design.family != "gaussian":
-        raise OptionError(
-            f"Satterthwaite df are for linear mixed models; family is {res.design.family!r}. "
-            "Use ddf=None (Wald z) for GLMMs."
-        )
-    model = _VarparModel(res)
-    varpar = np.r_[res.theta.to_numpy(), res.sigma]
-    free = np.ones(varpar.size, bool)
-    free[:-1] = np.abs(varpar[:-1]) > 1e-8  # a theta at its bound is held (as lmerTest)
-    x0 = varpar[free]
-
-    def full(x):
-        v = varpar.copy()
-        v[free] = x
-        return v
-
-    A = 2.0 * np.linalg.pinv(_hessian(lambda x: model.deviance(full(x)), x0))
-    J = _jacobian(lambda x: model.vcov(full(x)), x0)  # [k, p, p]
-    V = model.vcov(varpar)
+    sat = Satterthwaite(res)
     est = res.fixef()
-    var = np.diag(V)
-    grads = np.einsum("kii->ik", J)  # d var_i / d varpar_k
-    df = 2.0 * var**2 / np.einsum("ik,kl,il->i", grads, A, grads)
-    se = np.sqrt(var)
+    se = np.sqrt(np.diag(sat.V))
+    df = sat.df(np.eye(est.size))
     t = est.to_numpy() / se
     return pd.DataFrame(
         {
@@ -125,3 +155,36 @@ def satterthwaite(res: Any) -> pd.DataFrame:
         },
         index=est.index,
     )
+
+
+def type3_anova(res: Any) -> pd.DataFrame:
+    """lmerTest's ``anova(m)``: per fixed-effect term the F test that its coefficients are 0
+    with Satterthwaite's denominator df: ``Sum Sq, Mean Sq, NumDF, DenDF, F value,
+    Pr(>F)`` (``Mean Sq = F sigma^2``). Terms are tested by their own columns, which is
+    lmerTest's type III for models without interactions among factors."""
+    d = res.design
+    spec = d.fixed_spec
+    kept = {j: i for i, j in enumerate(d.fixed_keep)}
+    terms = [t for t in spec.terms if str(t) != "1"]
+    factor_sets = [frozenset(str(f) for f in t.factors) for t in terms]
+    if any(len(fs) > 1 for fs in factor_sets):
+        raise OptionError(
+            "the single-model F table covers models without interaction terms here; compare "
+            "nested fits with mtf.anova(m0, m1) for the others."
+        )
+    sat = Satterthwaite(res)
+    beta = res.fixef().to_numpy()
+    rows = []
+    for term in terms:
+        columns = [kept[j] for j in spec.term_indices[term] if j in kept]
+        if not columns:
+            continue
+        L = np.eye(beta.size)[columns]
+        F, q, ddf = sat.f_test(L, beta)
+        ms = F * sat.sigma**2
+        name = ":".join(r_deparse(str(f)) for f in term.factors)
+        rows.append((name, ms * q, ms, q, ddf, F, stats.f.sf(F, q, ddf)))
+    columns = ["term", "Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
+    table = pd.DataFrame(rows, columns=columns).set_index("term")
+    table.index.name = None
+    return table
