@@ -160,6 +160,35 @@ def _optimise(model: LaplaceModel, x0, layout: _Layout, opts: LaplaceOptions) ->
     return result
 
 
+def _family_parameters(model: LaplaceModel, layout: _Layout, x, theta, beta):
+    """The estimated negative binomial theta and its standard error (empty otherwise);
+    leaves the model at that theta."""
+    if not layout.nb:
+        return {}, {}
+    nb = layout.nb_theta(x)
+    model.set_nb_theta(nb)
+    small = sum(g.n_levels * g.k for g in model.design.groupings) <= HESSIAN_MAX_Q
+    return {"theta": nb}, {"theta": nb_theta_se(model, theta, beta, nb) if small else np.nan}
+
+
+def _vcov(model: LaplaceModel, lap, layout: _Layout, theta, beta, cuts, n_agq: int):
+    """lme4's RX vcov, or clmm's Hessian one for small ordinal models; and which."""
+    small = sum(g.n_levels * g.k for g in model.design.groupings) <= HESSIAN_MAX_Q
+    if layout.ordinal and small:
+        return hessian_vcov(model, theta, beta, cuts, n_agq), "hessian"
+    return model.fixed_vcov_at(lap), "RX"
+
+
+def _sigma(model: LaplaceModel, lap) -> float:
+    """Gamma and inverse Gaussian: lme4's ``sigma = sqrt((Pearson SS + |u|^2) / n)``, which
+    scales the random effects' covariances and ``vcov`` (as its ``VarCorr`` and ``vcov``);
+    1 for the other families."""
+    if not model.response.has_dispersion:
+        return 1.0
+    ss = model.response.pearson_ss(lap.eta) + lap.u @ lap.u
+    return float(np.sqrt(ss / model.design.nobs))
+
+
 def fit_laplace(design: Design, options: LaplaceOptions | None = None) -> MixedLMResults:
     """Fit a binomial, Poisson or ordinal GLMM by the Laplace approximation (``n_agq = 1``,
     lme4's ``glmer`` default) or adaptive Gauss-Hermite quadrature (``n_agq > 1``, a single
@@ -185,25 +214,12 @@ def fit_laplace(design: Design, options: LaplaceOptions | None = None) -> MixedL
     theta, beta, cuts = layout.unpack(result.x)
     lo = lower_bounds(design.groupings)
     theta = np.maximum(theta, lo)
-    family_params, family_params_se = {}, {}
-    if layout.nb:
-        nb = layout.nb_theta(result.x)
-        model.set_nb_theta(nb)
-        family_params["theta"] = nb
-        small = sum(g.n_levels * g.k for g in design.groupings) <= HESSIAN_MAX_Q
-        family_params_se["theta"] = nb_theta_se(model, theta, beta, nb) if small else np.nan
+    family_params, family_params_se = _family_parameters(model, layout, result.x, theta, beta)
     lap = model.fit_modes(beta, theta, cuts)  # once at the optimum: deviance, modes and vcov
     dev = model.deviance_at(lap, beta, theta, opts.n_agq)
-    if layout.ordinal and sum(g.n_levels * g.k for g in design.groupings) <= HESSIAN_MAX_Q:
-        vcov, vcov_method = hessian_vcov(model, theta, beta, cuts, opts.n_agq), "hessian"
-    else:
-        vcov, vcov_method = model.fixed_vcov_at(lap), "RX"
-    # Gamma and inverse Gaussian: lme4's sigma = sqrt((Pearson SS + |u|^2) / n) scales the
-    # random effects' covariances and vcov, as in its VarCorr and vcov
-    sigma = 1.0
-    if model.response.has_dispersion:
-        sigma = float(np.sqrt((model.response.pearson_ss(lap.eta) + lap.u @ lap.u) / design.nobs))
-        vcov = sigma**2 * vcov
+    vcov, vcov_method = _vcov(model, lap, layout, theta, beta, cuts, opts.n_agq)
+    sigma = _sigma(model, lap)
+    vcov = sigma**2 * vcov
     info = FitInfo(
         method="laplace" if opts.n_agq == 1 else "agq",
         converged=bool(result.success),
