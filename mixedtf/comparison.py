@@ -196,16 +196,19 @@ def confint(
 
 def _profile(res: MixedLMResults, level: float) -> pd.DataFrame:
     from mixedtf.fit.exact.profile import profile_intervals
+    from mixedtf.fit.laplace.profile import glmm_profile_intervals
     from mixedtf.results.inference import _interval_columns, parameter_names
 
-    if res.design.family != "gaussian" or res.method not in ("ml", "reml"):
+    exact = res.design.family == "gaussian" and res.method in ("ml", "reml")
+    laplace = res.method == "laplace" and res.design.family in ("binomial", "poisson")
+    if not (exact or laplace):
         raise ModelComparisonError(
-            "profile intervals are computed for exact Gaussian fits (method='ml' or 'reml'); "
-            f"this is a {res.design.family} {res.method} fit. Use method='boot'."
+            "profile intervals are computed for exact Gaussian fits and binomial or Poisson "
+            f"Laplace fits; this is a {res.design.family} {res.method} fit. Use method='boot'."
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bounds = profile_intervals(res, level)
+        bounds = profile_intervals(res, level) if exact else glmm_profile_intervals(res, level)
     return pd.DataFrame(bounds, index=parameter_names(res), columns=_interval_columns(level))
 
 

@@ -262,3 +262,13 @@ def test_single_model_anova_is_lmertests(case):
     np.testing.assert_allclose(table["DenDF"], ref["DenDF"], rtol=1e-3)
     np.testing.assert_allclose(table["F value"], ref["F"], rtol=1e-4)
     np.testing.assert_allclose(table["Pr(>F)"], ref["p"], rtol=1e-3)
+
+
+def test_glmm_profile_intervals_are_lme4s():
+    # confint(glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial))
+    ref = reference("confint_glmm")["profile_cbpp"]
+    cbpp = mtf.datasets.load("cbpp")
+    g = mtf.glmer(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial"
+    )
+    _check_bounds(mtf.confint(g, method="profile"), ref, 2e-3)

@@ -19,3 +19,10 @@ res <- list(
 )
 writeLines(toJSON(res, digits = 15, auto_unbox = TRUE, pretty = TRUE),
            file.path(out, "confint.json"))
+
+# GLMM profile intervals: confint(glmer fit) (Laplace deviance)
+g <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial)
+glmm <- list(profile_cbpp = ci(confint(g, oldNames = FALSE)),
+             software = list(R = R.version.string, lme4 = as.character(packageVersion("lme4"))))
+writeLines(toJSON(glmm, digits = 15, auto_unbox = TRUE, pretty = TRUE),
+           file.path(out, "confint_glmm.json"))

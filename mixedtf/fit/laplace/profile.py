@@ -1,0 +1,115 @@
+r"""Profile confidence intervals of a GLMM from its Laplace deviance, as lme4's
+``confint(glmer_fit)``: each parameter -- each term's SDs and correlations, then the fixed
+effects -- held at a value while the deviance is minimised over all the others; a bound is
+where the signed root of the deviance increase reaches the normal quantile (solved for
+directly, see :mod:`mixedtf.fit.exact.profile`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.optimize import Bounds, minimize
+from scipy.stats import norm
+
+from mixedtf.fit.exact.profile import _bound, _zeta
+from mixedtf.fit.laplace.pirls import LaplaceModel
+from mixedtf.linalg.covariance import psd_factor, theta_from_factors
+
+
+def _psi(res: Any) -> tuple[np.ndarray, list[str]]:
+    """The SDs and correlations in lme4's order, and their kinds."""
+    psi, kinds = [], []
+    for g, cov in zip(res.design.groupings, res.covariances, strict=True):
+        sd = np.sqrt(np.diag(cov))
+        for col in range(g.k):
+            for row in range(col, g.k):
+                if row == col:
+                    psi.append(sd[row])
+                    kinds.append("sd")
+                else:
+                    denom = sd[row] * sd[col]
+                    psi.append(cov[row, col] / denom if denom > 0 else 0.0)
+                    kinds.append("cor")
+    return np.array(psi), kinds
+
+
+def _theta(psi: np.ndarray, groupings) -> np.ndarray | None:
+    factors, at = [], 0
+    for g in groupings:
+        m = g.k * (g.k + 1) // 2
+        vals, at = psi[at : at + m], at + m
+        sd, cor, idx = np.zeros(g.k), np.eye(g.k), 0
+        for col in range(g.k):
+            for row in range(col, g.k):
+                if row == col:
+                    sd[row] = vals[idx]
+                else:
+                    cor[row, col] = cor[col, row] = vals[idx]
+                idx += 1
+        try:
+            factors.append(psd_factor(np.outer(sd, sd) * cor))
+        except ValueError:
+            return None
+    return theta_from_factors(factors)
+
+
+def glmm_profile_intervals(res: Any, level: float = 0.95) -> np.ndarray:
+    """``[n_parameters, 2]`` bounds (SDs and correlations, then the fixed effects) of a
+    binomial or Poisson Laplace fit (``n_agq = 1``)."""
+    model = LaplaceModel(res.design)
+    groupings = res.design.groupings
+    psi_hat, kinds = _psi(res)
+    beta_hat = res.fixef().to_numpy()
+    x_hat = np.r_[psi_hat, beta_hat]
+    lower = np.r_[[0.0 if k == "sd" else -1.0 for k in kinds], np.full(beta_hat.size, -np.inf)]
+    upper = np.r_[[np.inf if k == "sd" else 1.0 for k in kinds], np.full(beta_hat.size, np.inf)]
+    n_psi = psi_hat.size
+
+    def deviance(x):
+        theta = _theta(x[:n_psi], groupings)
+        if theta is None:
+            return 1e300
+        dev = model.deviance(x[n_psi:], theta)
+        return dev if np.isfinite(dev) else 1e300
+
+    d_hat = deviance(x_hat)
+
+    def profiled(k, value, start):
+        free = np.arange(x_hat.size) != k
+
+        def objective(y):
+            x = start.copy()
+            x[free], x[k] = y, value
+            return deviance(x)
+
+        out = minimize(
+            objective,
+            np.clip(start[free], lower[free], upper[free]),
+            method="L-BFGS-B",
+            bounds=Bounds(lower[free], upper[free]),
+            options={"ftol": 1e-12, "gtol": 1e-7, "maxfun": 3000},
+        )
+        x = start.copy()
+        x[free], x[k] = out.x, value
+        return float(out.fun), x
+
+    z = norm.ppf(0.5 + level / 2)
+    se = np.r_[np.maximum(0.1 * np.abs(psi_hat), 0.02), res.bse().to_numpy()]
+    rows = []
+    for k in range(x_hat.size):
+        cache: dict[float, np.ndarray] = {}
+
+        def zeta(c, k=k, cache=cache):
+            near = min(cache, key=lambda v: abs(v - c)) if cache else None
+            d, x = profiled(k, c, x_hat if near is None else cache[near])
+            cache[c] = x
+            return _zeta(d, d_hat, c, x_hat[k])
+
+        rows.append(
+            (
+                _bound(zeta, x_hat[k], -z, se[k], lower[k]),
+                _bound(zeta, x_hat[k], z, se[k], upper[k]),
+            )
+        )
+    return np.array(rows)
