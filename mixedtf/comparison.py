@@ -155,7 +155,6 @@ def confint(
     """
     from tqdm.auto import tqdm
 
-    from mixedtf.results.inference import _interval_columns, parameter_names
     from mixedtf.update import refit
 
     if method == "wald":
@@ -167,6 +166,13 @@ def confint(
     if method == "profile":
         return _select(_profile(res, level), parm)
     sims = res.simulate(int(nsim), seed=seed)
+    if res.method in ("ml", "reml") and res.design.family == "gaussian":
+        from mixedtf.fit.exact.bootstrap import exact_refits
+
+        draws = exact_refits(
+            res.design, sims.to_numpy().T, res.method == "reml", res.theta.to_numpy()
+        )
+        return _percentiles(res, draws, level, parm, int(nsim))
     start = res
     if res.method in ("ml", "reml"):  # every refit starts from the fit's theta
         start = _with_options(res, {"start": res.theta.to_numpy().tolist()})
@@ -183,14 +189,22 @@ def confint(
         except Exception:  # a replicate that cannot be fitted, as bootMer's NA
             failed += 1
     draws = np.array(values)
+    table = _percentiles(res, draws, level, None, int(nsim))
+    table.attrs["failed"] = failed
+    return _select(table, parm)
+
+
+def _percentiles(res, draws: np.ndarray, level: float, parm, nsim: int) -> pd.DataFrame:
+    from mixedtf.results.inference import _interval_columns, parameter_names
+
     alpha = (1 - level) / 2
     table = pd.DataFrame(
         np.nanquantile(draws, [alpha, 1 - alpha], axis=0).T,
         index=parameter_names(res),
         columns=_interval_columns(level),
     )
-    table.attrs["failed"] = failed
-    table.attrs["nsim"] = int(nsim)
+    table.attrs["failed"] = int(np.isnan(draws).any(axis=1).sum())
+    table.attrs["nsim"] = nsim
     return _select(table, parm)
 
 
