@@ -272,3 +272,23 @@ def test_glmm_profile_intervals_are_lme4s():
         "cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial"
     )
     _check_bounds(mtf.confint(g, method="profile"), ref, 2e-3)
+
+
+def test_kenward_roger_is_pbkrtests(sleepstudy):
+    # vcovAdj(m), coef(summary(m, ddf = "Kenward-Roger")), KRmodcomp(m, L) on an unbalanced fit
+    from mixedtf.results.kenward_roger import KenwardRoger
+
+    ref = reference("kenward_roger")
+    data = sleepstudy.drop(index=sleepstudy.index[[i - 1 for i in ref["drop"]]])
+    res = mtf.lmer(ref["formula"], data)
+    np.testing.assert_allclose(res.vcov(adjusted=True), ref["vcov_adjusted"], rtol=1e-4)
+    table = res.coef_table(ddf="kenward-roger")
+    assert list(table.index) == ref["terms"]
+    np.testing.assert_allclose(table.std_error, ref["std_error"], rtol=1e-4)
+    np.testing.assert_allclose(table.df, ref["df"], rtol=1e-3)
+    np.testing.assert_allclose(table.p_value, ref["p"], rtol=1e-3)
+    F, q, ddf, scaling = KenwardRoger(res).f_test(np.array([[0, 1.0, 0], [0, 0, 1.0]]))
+    two = ref["two_df"]
+    assert (F, q, ddf, scaling) == pytest.approx(
+        (two["F"], two["ndf"], two["ddf"], two["scaling"]), rel=1e-4
+    )

@@ -28,7 +28,7 @@ from mixedtf.errors import OptionError
 from mixedtf.formula.rsyntax import r_deparse
 from mixedtf.linalg.blocked import CrossProducts, factorize, gaussian_deviance
 
-DDF_METHODS = ("satterthwaite",)
+DDF_METHODS = ("satterthwaite", "kenward-roger")
 
 
 class _VarparModel:

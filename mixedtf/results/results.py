@@ -18,7 +18,7 @@ from scipy import stats
 from mixedtf.design import Design
 from mixedtf.errors import OptionError
 from mixedtf.results import ddf as ddf_methods
-from mixedtf.results import inference, storage
+from mixedtf.results import inference, kenward_roger, storage
 from mixedtf.results.info import AnalyticCheck, FitInfo
 from mixedtf.results.prediction import (
     check_new_levels,
@@ -139,10 +139,15 @@ class MixedLMResults:
         """Fixed-effects estimates, by R column name."""
         return pd.Series(self._beta, index=list(self.design.fixed_names), name="fixef")
 
-    def vcov(self) -> pd.DataFrame:
-        """Covariance matrix of the fixed effects (lme4's ``vcov``)."""
+    def vcov(self, adjusted: bool = False) -> pd.DataFrame:
+        """Covariance matrix of the fixed effects (lme4's ``vcov``); ``adjusted=True``:
+        Kenward-Roger's small-sample adjusted covariance (pbkrtest's ``vcovAdj``, linear
+        mixed models)."""
         names = list(self.design.fixed_names)
         p = len(names)
+        if adjusted:
+            cov = kenward_roger.KenwardRoger(self).Phi_adjusted
+            return pd.DataFrame(cov, index=names, columns=names)
         return pd.DataFrame(self._beta_cov[:p, :p], index=names, columns=names)
 
     def cutpoint_table(self, alpha: float = 0.05) -> pd.DataFrame:
@@ -167,16 +172,20 @@ class MixedLMResults:
         """The fixed effects' table. ``ddf=None``: Wald ``estimate, std_error, z, p_value``
         and the ``1 - alpha`` interval from normal quantiles. ``ddf="satterthwaite"``
         (linear mixed models): lmerTest's ``estimate, std_error, df, t, p_value``
-        (``Pr(>|t|)``) with t quantiles; for MCEM fits evaluated at the MCEM estimates."""
+        (``Pr(>|t|)``) with t quantiles; for MCEM fits evaluated at the MCEM estimates.
+        ``ddf="kenward-roger"``: pbkrtest's, the standard errors from its adjusted
+        covariance (:meth:`vcov` with ``adjusted=True``)."""
         if not 0 < alpha < 1:
             raise OptionError(f"alpha must be in (0, 1); got {alpha}.")
         if ddf is not None:
             if ddf not in ddf_methods.DDF_METHODS:
                 raise OptionError(
-                    f"ddf must be None or one of {ddf_methods.DDF_METHODS}; got {ddf!r} "
-                    "(Kenward-Roger is not available yet)."
+                    f"ddf must be None or one of {ddf_methods.DDF_METHODS}; got {ddf!r}."
                 )
-            table = ddf_methods.satterthwaite(self)
+            if ddf == "kenward-roger":
+                table = kenward_roger.kenward_roger_table(self)
+            else:
+                table = ddf_methods.satterthwaite(self)
             q = stats.t.ppf(1 - alpha / 2, table.df)
             table["ci_lower"] = table.estimate - q * table.std_error
             table["ci_upper"] = table.estimate + q * table.std_error
