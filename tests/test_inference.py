@@ -292,3 +292,22 @@ def test_kenward_roger_is_pbkrtests(sleepstudy):
     assert (F, q, ddf, scaling) == pytest.approx(
         (two["F"], two["ndf"], two["ddf"], two["scaling"]), rel=1e-4
     )
+
+
+@pytest.mark.parametrize(
+    ("case", "data", "formula"),
+    [
+        ("cbpp", "cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)"),
+        ("verbagg", "VerbAgg", "r2 ~ Anger + Gender + (1 | id)"),
+    ],
+)
+def test_binomial_r2_and_icc_are_performances(case, data, formula):
+    # r2_nakagawa(glmer(...)), icc(glmer(...)): the logit's latent variance pi^2 / 3
+    ref = reference("r2_glmm")[case]
+    res = mtf.glmer(formula, mtf.datasets.load(data), family="binomial")
+    r2, icc = res.r2(), res.icc()
+    # the Laplace optima differ from lme4's in the 4th digit of theta, R2's in the 4th
+    assert r2["marginal"] == pytest.approx(ref["marginal"], rel=2e-3)
+    assert r2["conditional"] == pytest.approx(ref["conditional"], rel=2e-3)
+    assert icc["adjusted"] == pytest.approx(ref["icc_adjusted"], rel=2e-3)
+    assert icc["unadjusted"] == pytest.approx(ref["icc_unadjusted"], rel=2e-3)

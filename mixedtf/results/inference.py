@@ -181,25 +181,40 @@ def _draw_response(res, etas: np.ndarray, rng, rows) -> np.ndarray:
 
 
 def variance_components(res: Any) -> tuple[float, float, float]:
-    """Nakagawa & Schielzeth's variances of a linear mixed model, as ``performance``:
-    the fixed part ``var(X beta)``, the random part (Johnson 2014: per term the mean over
-    rows of ``z_i' Sigma z_i``, summed over terms), the residual ``sigma^2``."""
-    if res.design.family != "gaussian":
-        raise OptionError(
-            f"R2 and ICC are computed for Gaussian models here; family is {res.design.family!r}."
-        )
+    """Nakagawa & Schielzeth's variances, as ``performance``: the fixed part
+    ``var(X beta)``, the random part (Johnson 2014: per term the mean over rows of
+    ``z_i' Sigma z_i``, summed over terms), the residual: ``sigma^2``, or a binomial
+    model's latent-scale variance of its link (``pi^2 / 3`` for the logit)."""
     d = res.design
+    residual = _distribution_variance(res)
     fixed = float(np.var(d.X @ res.fixef().to_numpy(), ddof=1))
     random = sum(
         float(np.mean(np.einsum("ia,ab,ib->i", g.z, cov, g.z)))
         for g, cov in zip(d.groupings, res.covariances, strict=True)
     )
-    return fixed, random, res.sigma**2
+    return fixed, random, residual
+
+
+# the latent scale's residual variance of a binomial model, as performance's
+# (Nakagawa, Johnson & Schielzeth 2017): logistic pi^2 / 3, normal 1, Gumbel pi^2 / 6
+_LATENT_VARIANCE = {"logit": np.pi**2 / 3, "probit": 1.0, "cloglog": np.pi**2 / 6}
+
+
+def _distribution_variance(res: Any) -> float:
+    d = res.design
+    if d.family == "gaussian":
+        return res.sigma**2
+    if d.family == "binomial" and d.family_spec.link in _LATENT_VARIANCE:
+        return float(_LATENT_VARIANCE[d.family_spec.link])
+    raise OptionError(
+        f"R2 and ICC are computed for Gaussian models and binomial models with the logit, "
+        f"probit or cloglog link here; this is {d.family!r} with link {d.family_spec.link!r}."
+    )
 
 
 def r2(res: Any) -> dict[str, float]:
     """``performance::r2_nakagawa``: marginal (fixed part) and conditional (fixed and random)
-    R^2 of a linear mixed model."""
+    R^2 of a linear or binomial mixed model."""
     fixed, random, residual = variance_components(res)
     total = fixed + random + residual
     return {"marginal": fixed / total, "conditional": (fixed + random) / total}
@@ -207,7 +222,7 @@ def r2(res: Any) -> dict[str, float]:
 
 def icc(res: Any) -> dict[str, float]:
     """``performance::icc``: adjusted (random over random and residual) and unadjusted
-    (random over all three) intraclass correlation of a linear mixed model."""
+    (random over all three) intraclass correlation of a linear or binomial mixed model."""
     fixed, random, residual = variance_components(res)
     return {
         "adjusted": random / (random + residual),

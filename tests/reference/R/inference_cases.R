@@ -35,3 +35,16 @@ res <- list(
 )
 writeLines(toJSON(res, digits = 15, auto_unbox = TRUE, pretty = TRUE, na = "null"),
            file.path(out, "inference.json"))
+
+# R2 and ICC of binomial GLMMs (the logit's distribution-specific variance pi^2 / 3)
+g <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial)
+b <- glmer(r2 ~ Anger + Gender + (1 | id), VerbAgg, binomial)
+glmm <- list()
+for (nm in c("cbpp", "verbagg")) {
+  fit <- if (nm == "cbpp") g else b
+  r <- r2_nakagawa(fit); i <- icc(fit)
+  glmm[[nm]] <- list(marginal = r$R2_marginal, conditional = r$R2_conditional,
+                     icc_adjusted = i$ICC_adjusted, icc_unadjusted = i$ICC_unadjusted)
+}
+writeLines(toJSON(glmm, digits = 15, auto_unbox = TRUE, pretty = TRUE),
+           file.path(out, "r2_glmm.json"))
