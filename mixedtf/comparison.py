@@ -16,7 +16,7 @@ from scipy import stats
 from mixedtf.errors import ModelComparisonError
 from mixedtf.formula.rsyntax import r_deparse
 from mixedtf.results import MixedLMResults
-from mixedtf.results.inference import _select
+from mixedtf.results.inference import REFIT_INTERVALS, _select
 from mixedtf.update import update
 
 __all__ = ["anova", "confint", "drop1"]
@@ -233,3 +233,10 @@ def _with_options(res: MixedLMResults, options: dict) -> MixedLMResults:
     copy.__dict__.update(res.__dict__)
     copy.fit_info = dc_replace(res.fit_info, options={**res.fit_info.options, **options})
     return copy
+
+
+def _registered(res, method, level, parm, nsim, seed):
+    return confint(res, method=method, level=level, parm=parm, nsim=nsim, seed=seed)
+
+
+REFIT_INTERVALS.update(profile=_registered, boot=_registered)

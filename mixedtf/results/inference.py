@@ -17,6 +17,10 @@ from mixedtf.errors import OptionError
 from mixedtf.linalg.covariance import lower_bounds
 from mixedtf.results.prediction import category_probabilities, random_part
 
+# Interval methods that refit the model, registered by the layer above that can refit
+# (mixedtf.comparison): the results layer never imports the estimators.
+REFIT_INTERVALS: dict[str, Any] = {}
+
 
 def coef(res: Any) -> dict[str, pd.DataFrame]:
     """lme4's ``coef(m)``: per grouping factor, each level's coefficients -- the fixed

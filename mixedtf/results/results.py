@@ -345,18 +345,28 @@ class MixedLMResults:
         """lme4's ``isSingular(m, tol)``: a variance at zero or a correlation at +-1."""
         return inference.is_singular(self, tol)
 
-    def confint(self, method: str = "wald", level: float = 0.95, parm: Any = None) -> pd.DataFrame:
-        """Confidence intervals with lme4's ``confint(oldNames = FALSE)`` rows
-        (``sd_(Intercept)|Subject``, ``cor_...``, ``sigma``, the fixed effects) and columns
-        (``2.5 %``, ``97.5 %``). ``method="wald"``: the fixed effects' Wald intervals, NaN
-        for the variance parameters (as lme4); profile and bootstrap intervals refit the
-        model: ``mixedtf.confint(res, method="profile" | "boot")``."""
-        if method != "wald":
-            raise OptionError(
-                f"res.confint computes method='wald' from the fit; method={method!r} refits "
-                "the model: use mixedtf.confint(res, method=...)."
-            )
-        return inference.wald_confint(self, level, parm)
+    def confint(
+        self,
+        method: str = "profile",
+        level: float = 0.95,
+        parm: Any = None,
+        nsim: int = 500,
+        seed: int | None = None,
+    ) -> pd.DataFrame:
+        """lme4's ``confint(m, parm, level, method, nsim)``: rows as its
+        ``oldNames = FALSE`` (``sd_(Intercept)|Subject``, ``cor_...``, ``sigma``, the fixed
+        effects), columns ``2.5 %``, ``97.5 %``.
+
+        ``method="profile"`` (lme4's default; exact Gaussian fits and binomial/Poisson
+        Laplace fits), ``"boot"`` (parametric bootstrap, percentile; ``nsim``, ``seed``) or
+        ``"wald"`` (the fixed effects, NaN for the variance parameters). Profile and
+        bootstrap refit the model (:func:`mixedtf.confint`)."""
+        if method == "wald":
+            return inference.wald_confint(self, level, parm)
+        refit_intervals = inference.REFIT_INTERVALS.get(method)
+        if refit_intervals is None:
+            raise OptionError(f"method must be 'profile', 'boot' or 'wald'; got {method!r}.")
+        return refit_intervals(self, method, level, parm, nsim, seed)
 
     def simulate(
         self,
