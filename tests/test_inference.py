@@ -4,6 +4,8 @@ names, anova of several models, drop1, R2 and ICC, simulate
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -311,3 +313,21 @@ def test_binomial_r2_and_icc_are_performances(case, data, formula):
     assert r2["conditional"] == pytest.approx(ref["conditional"], rel=2e-3)
     assert icc["adjusted"] == pytest.approx(ref["icc_adjusted"], rel=2e-3)
     assert icc["unadjusted"] == pytest.approx(ref["icc_unadjusted"], rel=2e-3)
+
+
+@pytest.mark.parametrize("case", ["insteval_interaction", "cbpp_interaction"])
+def test_type3_anova_with_interactions_is_lmertests(case):
+    # anova(lmerTest::lmer(...)): type III contrasts orthogonal to the containing terms
+    ref = reference("anova_type3_interactions")[case]
+    data = mtf.datasets.load(ref["data"])
+    data = (
+        data.iloc[: ref["rows"]] if ref["rows"] else data.assign(rate=data.incidence / data["size"])
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the cbpp fit is singular, as in lme4
+        table = mtf.anova(mtf.lmer(ref["formula"], data))
+    assert list(table.index) == ref["terms"]
+    np.testing.assert_allclose(table["Sum Sq"], ref["SumSq"], rtol=1e-4)
+    np.testing.assert_allclose(table["NumDF"], ref["NumDF"])
+    np.testing.assert_allclose(table["DenDF"], ref["DenDF"], rtol=1e-3)
+    np.testing.assert_allclose(table["F value"], ref["F"], rtol=1e-4)

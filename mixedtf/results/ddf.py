@@ -158,28 +158,17 @@ def satterthwaite(res: Any) -> pd.DataFrame:
 
 
 def type3_anova(res: Any) -> pd.DataFrame:
-    """lmerTest's ``anova(m)``: per fixed-effect term the F test that its coefficients are 0
-    with Satterthwaite's denominator df: ``Sum Sq, Mean Sq, NumDF, DenDF, F value,
-    Pr(>F)`` (``Mean Sq = F sigma^2``). Terms are tested by their own columns, which is
-    lmerTest's type III for models without interactions among factors."""
-    d = res.design
-    spec = d.fixed_spec
-    kept = {j: i for i, j in enumerate(d.fixed_keep)}
-    terms = [t for t in spec.terms if str(t) != "1"]
-    factor_sets = [frozenset(str(f) for f in t.factors) for t in terms]
-    if any(len(fs) > 1 for fs in factor_sets):
-        raise OptionError(
-            "the single-model F table covers models without interaction terms here; compare "
-            "nested fits with mtf.anova(m0, m1) for the others."
-        )
+    """lmerTest's ``anova(m)``: per fixed-effect term the type III F test
+    (:mod:`mixedtf.results.type3`) with Satterthwaite's denominator df: ``Sum Sq, Mean Sq,
+    NumDF, DenDF, F value, Pr(>F)`` (``Mean Sq = F sigma^2``)."""
+    from mixedtf.results.type3 import type3_contrasts
+
     sat = Satterthwaite(res)
     beta = res.fixef().to_numpy()
     rows = []
-    for term in terms:
-        columns = [kept[j] for j in spec.term_indices[term] if j in kept]
-        if not columns:
+    for term, L in type3_contrasts(res.design).items():
+        if L.shape[0] == 0:
             continue
-        L = np.eye(beta.size)[columns]
         F, q, ddf = sat.f_test(L, beta)
         ms = F * sat.sigma**2
         name = ":".join(r_deparse(str(f)) for f in term.factors)
