@@ -15,6 +15,7 @@ from scipy import stats
 
 from mixedtf.errors import ModelComparisonError
 from mixedtf.formula.rsyntax import r_deparse
+from mixedtf.linalg.covariance import to_sdcor
 from mixedtf.results import MixedLMResults
 from mixedtf.results.inference import REFIT_INTERVALS, _select
 from mixedtf.update import update
@@ -122,16 +123,8 @@ def drop1(res: MixedLMResults, test: str = "Chisq") -> pd.DataFrame:
 def _parameter_vector(res: MixedLMResults) -> np.ndarray:
     """The parameters in lme4's ``confint`` order: per term its SDs and correlations
     (column-major lower triangle), sigma (families with a scale), the fixed effects."""
-    out = []
-    for g, cov in zip(res.design.groupings, res.covariances, strict=True):
-        sd = np.sqrt(np.diag(cov))
-        for col in range(g.k):
-            for row in range(col, g.k):
-                denom = sd[row] * sd[col]
-                out.append(sd[row] if row == col else (cov[row, col] / denom if denom > 0 else 0.0))
-    if res.has_scale:
-        out.append(res.sigma)
-    return np.r_[out, res.fixef().to_numpy()]
+    sigma = [res.sigma] if res.has_scale else []
+    return np.r_[to_sdcor(res.covariances), sigma, res.fixef().to_numpy()]
 
 
 def confint(
@@ -173,19 +166,15 @@ def confint(
             res.design, sims.to_numpy().T, res.method == "reml", res.theta.to_numpy()
         )
         return _percentiles(res, draws, level, parm, int(nsim))
-    start = res
-    if res.method in ("ml", "reml"):  # every refit starts from the fit's theta
-        start = _with_options(res, {"start": res.theta.to_numpy().tolist()})
     values, failed = [], 0
-    show = None if progress is None else bool(progress)
-    for column in tqdm(sims.columns, disable=show is False or (show is None), desc="bootstrap"):
+    for column in tqdm(sims.columns, disable=not progress, desc="bootstrap"):
         y = sims[column].to_numpy(np.float64)
         if res.design.y.ndim == 2:  # cbind counts: successes and failures
             y = np.column_stack([y, res.design.trials - y])
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # singular replicates are expected
-                values.append(_parameter_vector(refit(start, y, seed=seed)))
+                values.append(_parameter_vector(refit(res, y, seed=seed)))
         except Exception:  # a replicate that cannot be fitted, as bootMer's NA
             failed += 1
     draws = np.array(values)
@@ -224,15 +213,6 @@ def _profile(res: MixedLMResults, level: float) -> pd.DataFrame:
         warnings.simplefilter("ignore")
         bounds = profile_intervals(res, level) if exact else glmm_profile_intervals(res, level)
     return pd.DataFrame(bounds, index=parameter_names(res), columns=_interval_columns(level))
-
-
-def _with_options(res: MixedLMResults, options: dict) -> MixedLMResults:
-    from dataclasses import replace as dc_replace
-
-    copy = MixedLMResults.__new__(MixedLMResults)
-    copy.__dict__.update(res.__dict__)
-    copy.fit_info = dc_replace(res.fit_info, options={**res.fit_info.options, **options})
-    return copy
 
 
 def _registered(res, method, level, parm, nsim, seed):

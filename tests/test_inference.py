@@ -331,3 +331,22 @@ def test_type3_anova_with_interactions_is_lmertests(case):
     np.testing.assert_allclose(table["NumDF"], ref["NumDF"])
     np.testing.assert_allclose(table["DenDF"], ref["DenDF"], rtol=1e-3)
     np.testing.assert_allclose(table["F value"], ref["F"], rtol=1e-4)
+
+
+def test_bad_inference_arguments_are_named(m, sleepstudy):
+    with pytest.raises(mtf.OptionError, match="ddf must be None or one of"):
+        m.coef_table(ddf="kr")
+    with pytest.raises(
+        mtf.OptionError, match="interval must be None, 'confidence' or 'prediction'"
+    ):
+        m.predict(interval="credible")
+    with pytest.raises(mtf.OptionError, match=r"level must be in \(0, 1\)"):
+        m.predict(interval="confidence", level=95)
+    with pytest.raises(mtf.OptionError, match="nsim must be a positive integer"):
+        m.simulate(0)
+    with pytest.raises(mtf.MixedTFError, match=r"level must be in \(0, 1\)"):
+        m.confint(level=1.5)
+    with pytest.raises(mtf.DesignError, match="update\\(\\) takes a formula with '~'"):
+        mtf.update(m, "Days + 1")
+    with pytest.raises(mtf.DesignError, match="relevel: 'zz' is not a level"):
+        mtf.lmer("Reaction ~ relevel(factor(Days), 'zz') + (1 | Subject)", sleepstudy)

@@ -51,7 +51,8 @@ def to_python(code: str, formula: str = "", start: int = 0) -> str:
     while i < len(code):
         c = code[i]
         if c in "'\"":
-            j = _string_end(code, i)
+            j = string_end(code, i)
+            j = len(code) if j < 0 else j
             out.append(code[i:j])
             i = j
         elif c == "`":
@@ -84,16 +85,17 @@ def to_python(code: str, formula: str = "", start: int = 0) -> str:
     return "".join(out)
 
 
-def _string_end(code: str, i: int) -> int:
-    quote, j = code[i], i + 1
-    while j < len(code):
-        if code[j] == "\\":
+def string_end(text: str, i: int) -> int:
+    """Index just past the quoted string starting at ``text[i]``, or -1 if unterminated."""
+    quote, j = text[i], i + 1
+    while j < len(text):
+        if text[j] == "\\":
             j += 2
             continue
-        if code[j] == quote:
+        if text[j] == quote:
             return j + 1
         j += 1
-    return len(code)
+    return -1
 
 
 def _is_call(code: str, end: int) -> bool:

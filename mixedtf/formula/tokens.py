@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mixedtf.errors import FormulaSyntaxError
-from mixedtf.formula.rsyntax import to_python
+from mixedtf.formula.rsyntax import string_end, to_python
 
 TokenKind = Literal["NAME", "NUMBER", "CALL", "OP", "LPAREN", "RPAREN"]
 
@@ -34,20 +34,6 @@ class Token:
     end: int
 
 
-def _skip_string(text: str, i: int) -> int:
-    """Index just past the quoted string starting at ``text[i]``, or -1 if unterminated."""
-    quote = text[i]
-    j = i + 1
-    while j < len(text):
-        if text[j] == "\\":
-            j += 2
-            continue
-        if text[j] == quote:
-            return j + 1
-        j += 1
-    return -1
-
-
 def _call_end(formula: str, open_pos: int) -> int:
     """Index just past the parenthesis matching ``formula[open_pos]`` (Python-aware)."""
     depth = 0
@@ -55,7 +41,7 @@ def _call_end(formula: str, open_pos: int) -> int:
     while i < len(formula):
         c = formula[i]
         if c in "'\"":
-            j = _skip_string(formula, i)
+            j = string_end(formula, i)
             if j < 0:
                 raise FormulaSyntaxError("unterminated string", formula, i)
             i = j

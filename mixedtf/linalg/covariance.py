@@ -74,3 +74,57 @@ def psd_factor(cov: np.ndarray) -> np.ndarray:
         F = vectors * np.sqrt(np.clip(values, 0.0, None))
         T = np.linalg.qr(F.T, mode="r").T  # F F' = R'R with R upper triangular
         return T * np.where(np.diag(T) < 0, -1.0, 1.0)
+
+
+def _lower_pairs(k: int) -> list[tuple[int, int]]:
+    """``(row, col)`` of a ``k x k`` lower triangle, column by column (lme4's order)."""
+    return [(row, col) for col in range(k) for row in range(col, k)]
+
+
+def sdcor_names(groupings: tuple[GroupingSpec, ...]) -> list[str]:
+    """lme4's ``confint(oldNames = FALSE)`` names of each term's SDs and correlations:
+    ``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ..."""
+    return [
+        f"sd_{g.colnames[row]}|{g.factor}"
+        if row == col
+        else f"cor_{g.colnames[row]}.{g.colnames[col]}|{g.factor}"
+        for g in groupings
+        for row, col in _lower_pairs(g.k)
+    ]
+
+
+def sdcor_kinds(groupings: tuple[GroupingSpec, ...]) -> list[str]:
+    """``"sd"`` or ``"cor"`` for each entry of :func:`to_sdcor`."""
+    return ["sd" if row == col else "cor" for g in groupings for row, col in _lower_pairs(g.k)]
+
+
+def to_sdcor(covariances: list[np.ndarray]) -> np.ndarray:
+    """Each term's SDs and correlations (0 where an SD is 0), in lme4's order."""
+    out = []
+    for cov in covariances:
+        sd = np.sqrt(np.diag(cov))
+        for row, col in _lower_pairs(cov.shape[0]):
+            denom = sd[row] * sd[col]
+            out.append(sd[row] if row == col else (cov[row, col] / denom if denom > 0 else 0.0))
+    return np.array(out)
+
+
+def from_sdcor(values: np.ndarray, groupings: tuple[GroupingSpec, ...]) -> list[np.ndarray]:
+    """The covariance matrices of :func:`to_sdcor`'s values."""
+    covs, at = [], 0
+    for g in groupings:
+        sd, cor = np.zeros(g.k), np.eye(g.k)
+        for row, col in _lower_pairs(g.k):
+            if row == col:
+                sd[row] = values[at]
+            else:
+                cor[row, col] = cor[col, row] = values[at]
+            at += 1
+        covs.append(np.outer(sd, sd) * cor)
+    return covs
+
+
+def theta_of(covariances: list[np.ndarray], sigma2: float = 1.0) -> np.ndarray:
+    """lme4's theta of the terms' covariance matrices, relative to ``sigma2`` (the
+    residual variance; 1 for families without one)."""
+    return theta_from_factors([psd_factor(np.atleast_2d(c) / sigma2) for c in covariances])

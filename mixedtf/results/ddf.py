@@ -31,8 +31,9 @@ from mixedtf.linalg.blocked import CrossProducts, factorize, gaussian_deviance
 DDF_METHODS = ("satterthwaite", "kenward-roger")
 
 
-class _VarparModel:
-    """The deviance and the fixed effects' covariance as functions of ``(theta, sigma)``."""
+class VarparModel:
+    """The deviance (the REML criterion for REML fits; not profiled over sigma) and the
+    fixed effects' covariance as functions of ``varpar = (theta, sigma)``."""
 
     def __init__(self, res: Any) -> None:
         self.cp = CrossProducts.build(res.design)
@@ -98,7 +99,7 @@ class Satterthwaite:
                 f"Satterthwaite df are for linear mixed models; family is "
                 f"{res.design.family!r}. Use ddf=None (Wald z) for GLMMs."
             )
-        model = _VarparModel(res)
+        model = VarparModel(res)
         varpar = np.r_[res.theta.to_numpy(), res.sigma]
         free = np.ones(varpar.size, bool)
         free[:-1] = np.abs(varpar[:-1]) > 1e-8  # a theta at its bound is held (as lmerTest)

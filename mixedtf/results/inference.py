@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from mixedtf.errors import OptionError
-from mixedtf.linalg.covariance import lower_bounds
+from mixedtf.linalg.covariance import lower_bounds, sdcor_names
 from mixedtf.results.prediction import category_probabilities, random_part
 
 # Interval methods that refit the model, registered by the layer above that can refit
@@ -51,14 +51,7 @@ def parameter_names(res: Any) -> list[str]:
     """lme4's ``confint(oldNames = FALSE)`` row names: per term, the SDs and correlations in
     theta's order (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ...), then
     ``sigma`` for families with a scale, then the fixed effects."""
-    names = []
-    for g in res.design.groupings:
-        for col in range(g.k):
-            for row in range(col, g.k):
-                if row == col:
-                    names.append(f"sd_{g.colnames[row]}|{g.factor}")
-                else:
-                    names.append(f"cor_{g.colnames[row]}.{g.colnames[col]}|{g.factor}")
+    names = sdcor_names(res.design.groupings)
     if res.has_scale:
         names.append("sigma")
     return names + list(res.design.fixed_names)
@@ -121,34 +114,37 @@ def simulate(
     rows = d if newdata is None else d.transform(newdata)
     index = d.index if newdata is None else rows.index
     fixed = rows.X @ res.fixef().to_numpy() + rows.offset
-    etas = np.empty((int(nsim), fixed.size))
+    nsim = int(nsim)
     unseen = any((g.codes < 0).any() for g in rows.groupings)
     if use_u and unseen and not allow_new_levels:
         raise OptionError(
             "newdata has levels not seen in training; pass allow_new_levels=True to draw "
             "their effects from the fitted distribution."
         )
-    for s in range(int(nsim)):
-        if use_u:
-            effects = res._modes
-        else:
-            effects = [
-                rng.multivariate_normal(np.zeros(g.k), cov, size=g.n_levels)
-                for g, cov in zip(d.groupings, res.covariances, strict=True)
-            ]
-        etas[s] = fixed + _random_with_new_levels(rows.groupings, effects, res, rng)
+    if use_u:
+        effects = res._modes
+    else:  # all simulations' effects at once: [nsim, L, k] per grouping
+        effects = [
+            rng.multivariate_normal(np.zeros(g.k), cov, size=(nsim, g.n_levels))
+            for g, cov in zip(d.groupings, res.covariances, strict=True)
+        ]
+    etas = fixed + _random_with_new_levels(rows.groupings, effects, res, rng, nsim)
+    etas = np.broadcast_to(etas, (nsim, fixed.size))
     values = _draw_response(res, etas, rng, None if newdata is None else rows)
-    return pd.DataFrame(values.T, index=index, columns=[f"sim_{s + 1}" for s in range(int(nsim))])
+    return pd.DataFrame(values.T, index=index, columns=[f"sim_{s + 1}" for s in range(nsim)])
 
 
-def _random_with_new_levels(groupings, effects, res, rng) -> np.ndarray:
-    """``Z b`` with the drawn effects; a row of an unseen level draws its own effect."""
-    total = random_part(groupings, effects, "population")
+def _random_with_new_levels(groupings, effects, res, rng, nsim: int) -> np.ndarray:
+    """``Z b`` (``[nsim, n]``) with the effects; rows of an unseen level draw their own."""
+    total = np.broadcast_to(
+        random_part(groupings, effects, "population"),
+        (nsim, groupings[0].codes.size if groupings else 0),
+    ).copy()
     for g, cov in zip(groupings, res.covariances, strict=True):
         unseen = g.codes < 0
         if unseen.any():
-            b = rng.multivariate_normal(np.zeros(g.k), cov, size=int(unseen.sum()))
-            total[unseen] += (g.z[unseen] * b).sum(axis=1)
+            b = rng.multivariate_normal(np.zeros(g.k), cov, size=(nsim, int(unseen.sum())))
+            total[:, unseen] += (g.z[unseen] * b).sum(axis=-1)
     return total
 
 

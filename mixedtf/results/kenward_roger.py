@@ -71,10 +71,11 @@ class KenwardRoger:
         info = np.array([[0.5 * np.sum(a * b.T) for b in PG] for a in PG])
         self.W = np.linalg.inv(info)
         R = len(G)
+        SiGSiX = [Si @ gs for gs in GSiX]  # one n x n product per component, not per pair
         U = np.zeros_like(Phi)
         for r in range(R):
             for s in range(R):
-                Q = GSiX[r].T @ Si @ GSiX[s]
+                Q = GSiX[r].T @ SiGSiX[s]
                 U += self.W[r, s] * (Q - self.P[r] @ Phi @ self.P[s])
         self.Phi = Phi
         self.Phi_adjusted = Phi + 2.0 * Phi @ U @ Phi

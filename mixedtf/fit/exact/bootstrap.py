@@ -11,20 +11,13 @@ from scipy.optimize import Bounds, minimize
 
 from mixedtf.design import Design
 from mixedtf.linalg.blocked import CrossProducts, factorize, profiled_deviance
-from mixedtf.linalg.covariance import factors, lower_bounds
+from mixedtf.linalg.covariance import factors, lower_bounds, to_sdcor
 
 
 def _lme4_parameters(design: Design, f, sigma: float) -> np.ndarray:
     """SDs and correlations per term (lme4's ``confint`` order), sigma, beta."""
-    out = []
-    for g, T in zip(design.groupings, factors(f.theta, design.groupings), strict=True):
-        cov = sigma**2 * T @ T.T
-        sd = np.sqrt(np.diag(cov))
-        for col in range(g.k):
-            for row in range(col, g.k):
-                denom = sd[row] * sd[col]
-                out.append(sd[row] if row == col else (cov[row, col] / denom if denom > 0 else 0.0))
-    return np.r_[out, sigma, f.beta()]
+    covs = [sigma**2 * T @ T.T for T in factors(f.theta, design.groupings)]
+    return np.r_[to_sdcor(covs), sigma, f.beta()]
 
 
 def exact_refits(

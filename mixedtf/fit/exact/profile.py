@@ -24,73 +24,39 @@ from scipy.optimize import Bounds, brentq, minimize
 from scipy.stats import norm
 
 from mixedtf.fit.exact.marginal import fit_exact
-from mixedtf.linalg.blocked import CrossProducts, factorize, gaussian_deviance
-from mixedtf.linalg.covariance import lower_bounds, psd_factor, theta_from_factors
+from mixedtf.linalg.blocked import factorize, gaussian_deviance
+from mixedtf.linalg.covariance import (
+    from_sdcor,
+    lower_bounds,
+    sdcor_kinds,
+    theta_of,
+    to_sdcor,
+)
+from mixedtf.results.ddf import VarparModel
 
 
 class _Profiler:
     """The deviance as a function of lme4's parameters of one exact Gaussian fit."""
 
     def __init__(self, res: Any) -> None:
-        self.res = res
-        self.cp = CrossProducts.build(res.design)
-        self.reml = res.method == "reml"
+        self.model = VarparModel(res)  # res is an ML fit: the ML deviance
+        self.cp = self.model.cp
         self.n, self.p = self.cp.n, self.cp.p
         self.groupings = res.design.groupings
-        psi = []
-        self.kinds: list[str] = []
-        for g, cov in zip(self.groupings, res.covariances, strict=True):
-            sd = np.sqrt(np.diag(cov))
-            for col in range(g.k):
-                for row in range(col, g.k):
-                    if row == col:
-                        psi.append(sd[row])
-                        self.kinds.append("sd")
-                    else:
-                        denom = sd[row] * sd[col]
-                        psi.append(cov[row, col] / denom if denom > 0 else 0.0)
-                        self.kinds.append("cor")
-        psi.append(res.sigma)
-        self.kinds.append("sigma")
-        self.psi_hat = np.array(psi)
-        self.lower = np.array([{"sd": 0.0, "cor": -1.0, "sigma": 1e-8}[k] for k in self.kinds])
-        self.upper = np.array([{"sd": np.inf, "cor": 1.0, "sigma": np.inf}[k] for k in self.kinds])
+        self.psi_hat = np.r_[to_sdcor(res.covariances), res.sigma]
+        kinds = [*sdcor_kinds(self.groupings), "sigma"]
+        self.lower = np.array([{"sd": 0.0, "cor": -1.0, "sigma": 1e-8}[k] for k in kinds])
+        self.upper = np.array([{"sd": np.inf, "cor": 1.0, "sigma": np.inf}[k] for k in kinds])
+        self.kinds = kinds
         self.d_hat = self.deviance(self.psi_hat)
 
-    def theta(self, psi: np.ndarray) -> np.ndarray | None:
-        sigma, factors, at = psi[-1], [], 0
-        for g in self.groupings:
-            m = g.k * (g.k + 1) // 2
-            vals, at = psi[at : at + m], at + m
-            sd, cor = np.zeros(g.k), np.eye(g.k)
-            idx = 0
-            for col in range(g.k):
-                for row in range(col, g.k):
-                    if row == col:
-                        sd[row] = vals[idx]
-                    else:
-                        cor[row, col] = cor[col, row] = vals[idx]
-                    idx += 1
-            try:
-                factors.append(psd_factor(np.outer(sd, sd) * cor / sigma**2))
-            except ValueError:
-                return None
-        return theta_from_factors(factors)
-
-    def _factor(self, psi):
-        theta = self.theta(psi)
-        return None if theta is None else factorize(self.cp, theta)
-
     def deviance(self, psi: np.ndarray) -> float:
-        f = self._factor(psi)
-        if f is None:
+        """The ML deviance (not profiled over sigma) at SDs, correlations and sigma."""
+        try:
+            theta = theta_of(from_sdcor(psi[:-1], self.groupings), psi[-1] ** 2)
+        except ValueError:  # correlations that make no covariance matrix
             return np.inf
-        sigma2 = psi[-1] ** 2
-        if self.reml:
-            logdet, n_eff = f.logdet_L() + f.logdet_RX(), self.n - self.p
-        else:
-            logdet, n_eff = f.logdet_L(), self.n
-        return gaussian_deviance(logdet, f.pwrss(), n_eff, sigma2) - self.cp.log_weights
+        return self.model.deviance(np.r_[theta, psi[-1]])
 
     def profile_varpar(self, k: int, value: float, start: np.ndarray) -> tuple[float, np.ndarray]:
         """The deviance minimised over every variance parameter but ``k`` (held at ``value``)."""

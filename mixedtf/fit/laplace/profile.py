@@ -14,44 +14,7 @@ from scipy.stats import norm
 
 from mixedtf.fit.exact.profile import _bound, _zeta
 from mixedtf.fit.laplace.pirls import LaplaceModel
-from mixedtf.linalg.covariance import psd_factor, theta_from_factors
-
-
-def _psi(res: Any) -> tuple[np.ndarray, list[str]]:
-    """The SDs and correlations in lme4's order, and their kinds."""
-    psi, kinds = [], []
-    for g, cov in zip(res.design.groupings, res.covariances, strict=True):
-        sd = np.sqrt(np.diag(cov))
-        for col in range(g.k):
-            for row in range(col, g.k):
-                if row == col:
-                    psi.append(sd[row])
-                    kinds.append("sd")
-                else:
-                    denom = sd[row] * sd[col]
-                    psi.append(cov[row, col] / denom if denom > 0 else 0.0)
-                    kinds.append("cor")
-    return np.array(psi), kinds
-
-
-def _theta(psi: np.ndarray, groupings) -> np.ndarray | None:
-    factors, at = [], 0
-    for g in groupings:
-        m = g.k * (g.k + 1) // 2
-        vals, at = psi[at : at + m], at + m
-        sd, cor, idx = np.zeros(g.k), np.eye(g.k), 0
-        for col in range(g.k):
-            for row in range(col, g.k):
-                if row == col:
-                    sd[row] = vals[idx]
-                else:
-                    cor[row, col] = cor[col, row] = vals[idx]
-                idx += 1
-        try:
-            factors.append(psd_factor(np.outer(sd, sd) * cor))
-        except ValueError:
-            return None
-    return theta_from_factors(factors)
+from mixedtf.linalg.covariance import from_sdcor, sdcor_kinds, theta_of, to_sdcor
 
 
 def glmm_profile_intervals(res: Any, level: float = 0.95) -> np.ndarray:
@@ -59,7 +22,7 @@ def glmm_profile_intervals(res: Any, level: float = 0.95) -> np.ndarray:
     binomial or Poisson Laplace fit (``n_agq = 1``)."""
     model = LaplaceModel(res.design)
     groupings = res.design.groupings
-    psi_hat, kinds = _psi(res)
+    psi_hat, kinds = to_sdcor(res.covariances), sdcor_kinds(groupings)
     beta_hat = res.fixef().to_numpy()
     x_hat = np.r_[psi_hat, beta_hat]
     lower = np.r_[[0.0 if k == "sd" else -1.0 for k in kinds], np.full(beta_hat.size, -np.inf)]
@@ -67,8 +30,9 @@ def glmm_profile_intervals(res: Any, level: float = 0.95) -> np.ndarray:
     n_psi = psi_hat.size
 
     def deviance(x):
-        theta = _theta(x[:n_psi], groupings)
-        if theta is None:
+        try:
+            theta = theta_of(from_sdcor(x[:n_psi], groupings))
+        except ValueError:  # correlations that make no covariance matrix
             return 1e300
         dev = model.deviance(x[n_psi:], theta)
         return dev if np.isfinite(dev) else 1e300

@@ -27,7 +27,7 @@ from mixedtf.fit.mcem.joint_move import nested_pairs
 from mixedtf.fit.options import MCEMOptions
 from mixedtf.fit.start import mcem_start
 from mixedtf.linalg.blocked import CrossProducts, factorize
-from mixedtf.linalg.covariance import psd_factor, theta_from_factors, theta_names
+from mixedtf.linalg.covariance import theta_names, theta_of
 from mixedtf.results.results import MixedLMResults
 
 
@@ -96,7 +96,7 @@ def fixed_vcov(
     effect's information is missing (InstEval's intercept) and came out 5-120% off."""
     f = None
     if cp is not None:
-        f = factorize(cp, theta_from_factors([psd_factor(c / est.sigma2) for c in est.covs]))
+        f = factorize(cp, theta_of(est.covs, est.sigma2))
     if f is None:
         return louis_vcov(kernel, state, est.sigma2), "louis"
     return f.fixed_vcov(est.sigma2), "RX"
@@ -120,7 +120,7 @@ def _results(design: Design, run: MCEMRun, cp: CrossProducts | None) -> MixedLMR
         method="mcem",
         beta=est.beta,
         beta_cov=vcov,
-        theta=theta_from_factors([psd_factor(c / est.sigma2) for c in est.covs]),
+        theta=theta_of(est.covs, est.sigma2),
         theta_names=theta_names(design.groupings),
         sigma=sigma,
         covariances=est.covs,

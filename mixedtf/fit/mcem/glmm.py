@@ -30,7 +30,7 @@ from mixedtf.fit.mcem.driver import (
 from mixedtf.fit.mcem.glmm_kernel import GLMMKernel
 from mixedtf.fit.options import MCEMOptions
 from mixedtf.fit.start import mcem_start
-from mixedtf.linalg.covariance import psd_factor, theta_from_factors, theta_names
+from mixedtf.linalg.covariance import theta_names, theta_of
 from mixedtf.results.results import MixedLMResults
 
 LAPLACE_MAX_Q = 8000  # random effects outside the first term up to which Laplace runs
@@ -78,7 +78,7 @@ def _q(design: Design) -> int:
 
 
 def _theta(est: Estimate) -> np.ndarray:
-    return theta_from_factors([psd_factor(c) for c in est.covs])
+    return theta_of(est.covs)
 
 
 def _cuts(kernel: GLMMKernel, est: Estimate) -> np.ndarray | None:
@@ -130,7 +130,7 @@ def _stopping_se(kernel: GLMMKernel, state, est: Estimate, laplace) -> np.ndarra
 def _results(design: Design, run: MCEMRun, laplace, draws) -> MixedLMResults:
     est = unpack(design, run.kernel.layout, run.mean)
     sigma = _sigma(run.kernel, est)
-    theta = theta_from_factors([psd_factor(c / sigma**2) for c in est.covs])
+    theta = theta_of(est.covs, sigma**2)
     modes, condcov = run.posterior_moments()
     recorded: list[str] = []
     kernel = run.kernel
