@@ -137,9 +137,10 @@ def confint(
     progress: bool | None = None,
 ) -> pd.DataFrame:
     """Confidence intervals that refit the model, with lme4's ``confint(oldNames = FALSE)``
-    rows and columns. ``method="profile"`` (exact Gaussian fits): lme4's profile intervals,
-    each bound solved for where the signed root of the profiled ML deviance reaches the
-    normal quantile (:mod:`mixedtf.fit.exact.profile`). ``method="boot"``: the parametric bootstrap of lme4's ``bootMer`` and
+    rows and columns. ``method="profile"`` (exact Gaussian fits, binomial and Poisson
+    Laplace fits): lme4's profile intervals, each bound solved for where the signed root of
+    the profiled deviance reaches the normal quantile (:mod:`mixedtf.fit.profile`).
+    ``method="boot"``: the parametric bootstrap of lme4's ``bootMer`` and
     ``confint(method = "boot")`` (percentile): ``nsim`` responses simulated from the fit
     (new random effects), each refitted by the fit's method from its estimates, and the
     ``(1 - level) / 2`` quantiles of every parameter. ``method="wald"``: ``res.confint()``.
@@ -198,8 +199,7 @@ def _percentiles(res, draws: np.ndarray, level: float, parm, nsim: int) -> pd.Da
 
 
 def _profile(res: MixedLMResults, level: float) -> pd.DataFrame:
-    from mixedtf.fit.exact.profile import profile_intervals
-    from mixedtf.fit.laplace.profile import glmm_profile_intervals
+    from mixedtf.fit.profile import glmm_profile_intervals, profile_intervals
     from mixedtf.results.inference import _interval_columns, parameter_names
 
     exact = res.design.family == "gaussian" and res.method in ("ml", "reml")

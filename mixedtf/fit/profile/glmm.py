@@ -1,20 +1,21 @@
 r"""Profile confidence intervals of a GLMM from its Laplace deviance, as lme4's
 ``confint(glmer_fit)``: each parameter -- each term's SDs and correlations, then the fixed
 effects -- held at a value while the deviance is minimised over all the others; a bound is
-where the signed root of the deviance increase reaches the normal quantile (solved for
-directly, see :mod:`mixedtf.fit.exact.profile`)."""
+where the signed root of the deviance increase reaches the normal quantile (see
+:mod:`mixedtf.fit.profile.path`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-from scipy.optimize import Bounds, minimize
 from scipy.stats import norm
 
-from mixedtf.fit.exact.profile import _bound, _zeta
 from mixedtf.fit.laplace.pirls import LaplaceModel
+from mixedtf.fit.profile.path import interval, minimise_holding
 from mixedtf.linalg.covariance import from_sdcor, sdcor_kinds, theta_of, to_sdcor
+
+_OPTIMIZER = {"ftol": 1e-12, "gtol": 1e-7, "maxfun": 3000}
 
 
 def glmm_profile_intervals(res: Any, level: float = 0.95) -> np.ndarray:
@@ -40,40 +41,11 @@ def glmm_profile_intervals(res: Any, level: float = 0.95) -> np.ndarray:
     d_hat = deviance(x_hat)
 
     def profiled(k, value, start):
-        free = np.arange(x_hat.size) != k
-
-        def objective(y):
-            x = start.copy()
-            x[free], x[k] = y, value
-            return deviance(x)
-
-        out = minimize(
-            objective,
-            np.clip(start[free], lower[free], upper[free]),
-            method="L-BFGS-B",
-            bounds=Bounds(lower[free], upper[free]),
-            options={"ftol": 1e-12, "gtol": 1e-7, "maxfun": 3000},
-        )
-        x = start.copy()
-        x[free], x[k] = out.x, value
-        return float(out.fun), x
+        return minimise_holding(deviance, k, value, start, lower, upper, _OPTIMIZER)
 
     z = norm.ppf(0.5 + level / 2)
     se = np.r_[np.maximum(0.1 * np.abs(psi_hat), 0.02), res.bse().to_numpy()]
-    rows = []
-    for k in range(x_hat.size):
-        cache: dict[float, np.ndarray] = {}
-
-        def zeta(c, k=k, cache=cache):
-            near = min(cache, key=lambda v: abs(v - c)) if cache else None
-            d, x = profiled(k, c, x_hat if near is None else cache[near])
-            cache[c] = x
-            return _zeta(d, d_hat, c, x_hat[k])
-
-        rows.append(
-            (
-                _bound(zeta, x_hat[k], -z, se[k], lower[k]),
-                _bound(zeta, x_hat[k], z, se[k], upper[k]),
-            )
-        )
+    rows = [
+        interval(profiled, x_hat, d_hat, k, z, se[k], lower[k], upper[k]) for k in range(x_hat.size)
+    ]
     return np.array(rows)
