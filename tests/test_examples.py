@@ -29,7 +29,6 @@ def run(script: str, *args: str, cwd: Path) -> str:
 
 
 def test_insteval_walkthrough_quick(tmp_path):
-    pytest.importorskip("matplotlib")
     text = run("insteval.py", "--quick", "--out", "plots", cwd=tmp_path)
     for expected in (
         "Mixed Linear Model Results",
