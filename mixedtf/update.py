@@ -22,6 +22,7 @@ from mixedtf.design.response import check_response
 from mixedtf.errors import DesignError
 from mixedtf.fit import fit
 from mixedtf.results import MixedLMResults
+from mixedtf.results.inference import REFIT_NULL_MODEL
 
 __all__ = ["refit", "update"]
 
@@ -117,3 +118,16 @@ def _expand_dots(formula: str, design: Design) -> str:
     if rhs == "." or rhs.startswith(". ") or rhs.startswith(".+") or rhs.startswith(".-"):
         rhs = old_rhs + rhs[1:]
     return f"{lhs} ~ {rhs}"
+
+
+def null_model(res: MixedLMResults) -> MixedLMResults:
+    """``insight::null_model``: an intercept as the only fixed effect, the rest of the
+    design (random terms, family, offset, weights) and the fit's method kept."""
+    design = res.design
+    ones = np.ones((design.nobs, 1))
+    null = replace(design, X=ones, fixed_names=("(Intercept)",), fixed_keep=(0,))
+    method, options = _method(res)
+    return fit(null, method, options, res.fit_info.seed, False)
+
+
+REFIT_NULL_MODEL["fit"] = null_model

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mixedtf.errors import OptionError
+from mixedtf.errors import ModelComparisonError, OptionError
 from mixedtf.linalg.covariance import lower_bounds, sdcor_names
 from mixedtf.results.prediction import category_probabilities, random_part
 
@@ -181,12 +181,12 @@ def _draw_response(res, etas: np.ndarray, rng, rows) -> np.ndarray:
 
 
 def variance_components(res: Any) -> tuple[float, float, float]:
-    """Nakagawa & Schielzeth's variances, as ``performance``: the fixed part
-    ``var(X beta)``, the random part (Johnson 2014: per term the mean over rows of
-    ``z_i' Sigma z_i``, summed over terms), the residual: ``sigma^2``, or a binomial
-    model's latent-scale variance of its link (``pi^2 / 3`` for the logit)."""
+    """Nakagawa & Schielzeth's variances, as ``performance`` 0.10 (``insight::get_variance``):
+    the fixed part ``var(X beta)``, the random part (Johnson 2014: per term the mean over
+    rows of ``z_i' Sigma z_i``, summed over terms), and the distribution-specific variance
+    (:func:`distribution_variance`)."""
     d = res.design
-    residual = _distribution_variance(res)
+    residual = distribution_variance(res)
     fixed = float(np.var(d.X @ res.fixef().to_numpy(), ddof=1))
     random = sum(
         float(np.mean(np.einsum("ia,ab,ib->i", g.z, cov, g.z)))
@@ -200,21 +200,55 @@ def variance_components(res: Any) -> tuple[float, float, float]:
 _LATENT_VARIANCE = {"logit": np.pi**2 / 3, "probit": 1.0, "cloglog": np.pi**2 / 6}
 
 
-def _distribution_variance(res: Any) -> float:
+def distribution_variance(res: Any) -> float:
+    """The distribution-specific variance of ``insight`` 0.19: Gaussian ``sigma^2``;
+    binomial the latent scale's (logit ``pi^2 / 3``, probit 1, cloglog ``pi^2 / 6``);
+    Poisson and negative binomial with the log link the lognormal approximation
+    ``log(1 + V(mu) / mu^2)`` at ``mu = exp(b_0)``, ``b_0`` the intercept of the null model
+    ``y ~ 1 + (random terms)`` refitted by the same method (``V(mu) = mu``, or
+    ``mu + mu^2 / theta`` with the fit's theta), with the sqrt link 0.25; Gamma
+    ``sigma^2`` (``phi``, its variance function at sigma); inverse Gaussian ``sigma``, as
+    insight's fall-through for other families."""
     d = res.design
+    link = d.family_spec.link
     if d.family == "gaussian":
         return res.sigma**2
-    if d.family == "binomial" and d.family_spec.link in _LATENT_VARIANCE:
-        return float(_LATENT_VARIANCE[d.family_spec.link])
+    if d.family == "binomial" and link in _LATENT_VARIANCE:
+        return float(_LATENT_VARIANCE[link])
+    if d.family in ("poisson", "negative_binomial") and link == "sqrt":
+        return 0.25
+    if d.family in ("poisson", "negative_binomial") and link == "log":
+        mu = float(np.exp(res.null_model.fixef().iloc[0]))
+        variance = mu if d.family == "poisson" else mu + mu**2 / res.family_params["theta"]
+        return float(np.log1p(variance / mu**2))
+    if d.family == "gamma":
+        return res.sigma**2
+    if d.family == "inverse_gaussian":
+        return res.sigma
     raise OptionError(
-        f"R2 and ICC are computed for Gaussian models and binomial models with the logit, "
-        f"probit or cloglog link here; this is {d.family!r} with link {d.family_spec.link!r}."
+        "R2 and ICC are computed for Gaussian, binomial (logit, probit, cloglog links), "
+        "Poisson and negative binomial (log, sqrt), Gamma and inverse Gaussian models, as "
+        f"performance::r2_nakagawa; this is {d.family!r} with link {link!r}."
     )
+
+
+# Fits the null model y ~ 1 + (random terms) by the method of a fit; registered by the
+# layer that can refit (mixedtf.update).
+REFIT_NULL_MODEL: dict[str, Any] = {}
+
+
+def null_model(res: Any) -> Any:
+    """``insight::null_model``: the fit's random terms, its family, offset and weights, an
+    intercept as the only fixed effect, refitted by the fit's method."""
+    if "fit" not in REFIT_NULL_MODEL:
+        raise ModelComparisonError("refitting needs mixedtf.update; import mixedtf first.")
+    return REFIT_NULL_MODEL["fit"](res)
 
 
 def r2(res: Any) -> dict[str, float]:
     """``performance::r2_nakagawa``: marginal (fixed part) and conditional (fixed and random)
-    R^2 of a linear or binomial mixed model."""
+    R^2 of a mixed model, with the distribution-specific variance of
+    :func:`distribution_variance` (count models refit their null model once)."""
     fixed, random, residual = variance_components(res)
     total = fixed + random + residual
     return {"marginal": fixed / total, "conditional": (fixed + random) / total}
@@ -222,7 +256,7 @@ def r2(res: Any) -> dict[str, float]:
 
 def icc(res: Any) -> dict[str, float]:
     """``performance::icc``: adjusted (random over random and residual) and unadjusted
-    (random over all three) intraclass correlation of a linear or binomial mixed model."""
+    (random over all three) intraclass correlation, the variances of :func:`r2`."""
     fixed, random, residual = variance_components(res)
     return {
         "adjusted": random / (random + residual),

@@ -382,12 +382,18 @@ class MixedLMResults:
         return inference.simulate(self, nsim, seed, newdata, use_u, allow_new_levels)
 
     def r2(self) -> dict[str, float]:
-        """``performance::r2_nakagawa``: ``{"marginal", "conditional"}`` R^2 (LMMs)."""
+        """``performance::r2_nakagawa``: ``{"marginal", "conditional"}`` R^2."""
         return inference.r2(self)
 
     def icc(self) -> dict[str, float]:
-        """``performance::icc``: ``{"adjusted", "unadjusted"}`` intraclass correlation (LMMs)."""
+        """``performance::icc``: ``{"adjusted", "unadjusted"}`` intraclass correlation."""
         return inference.icc(self)
+
+    @cached_property
+    def null_model(self) -> MixedLMResults:
+        """``insight::null_model(m)``: ``y ~ 1`` with this fit's random terms, family,
+        offset and weights, fitted by this fit's method (once, then kept)."""
+        return inference.null_model(self)
 
     def save(self, path) -> None:
         """Write the fit to ``path`` (a NumPy ``.npz`` archive with a JSON header, read back
