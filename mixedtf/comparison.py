@@ -198,16 +198,22 @@ def _percentiles(res, draws: np.ndarray, level: float, parm, nsim: int) -> pd.Da
     return _select(table, parm)
 
 
+# families whose Laplace deviance has no scale parameter (lme4's profile.merMod refuses
+# GLMMs with one: Gamma, inverse Gaussian)
+PROFILED_GLMM_FAMILIES = ("binomial", "poisson", "negative_binomial")
+
+
 def _profile(res: MixedLMResults, level: float) -> pd.DataFrame:
     from mixedtf.fit.profile import glmm_profile_intervals, profile_intervals
     from mixedtf.results.inference import _interval_columns, parameter_names
 
     exact = res.design.family == "gaussian" and res.method in ("ml", "reml")
-    laplace = res.method == "laplace" and res.design.family in ("binomial", "poisson")
+    laplace = res.method == "laplace" and res.design.family in PROFILED_GLMM_FAMILIES
     if not (exact or laplace):
         raise ModelComparisonError(
-            "profile intervals are computed for exact Gaussian fits and binomial or Poisson "
-            f"Laplace fits; this is a {res.design.family} {res.method} fit. Use method='boot'."
+            "profile intervals are computed for exact Gaussian fits and binomial, Poisson or "
+            f"negative binomial Laplace fits; this is a {res.design.family} {res.method} fit "
+            "(lme4 does not profile GLMMs with a scale either). Use method='boot'."
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -109,3 +109,11 @@ def test_mcem_finds_the_models_own_maximum_likelihood(family, case):
     assert np.all(np.abs(res.fixef().to_numpy() - [b0, b1]) < 0.25 * se)
     assert res.varcorr().sdcor.iloc[0] == pytest.approx(sd, rel=0.05)
     assert res.sigma == pytest.approx(1 / np.sqrt(k), rel=0.05)
+
+
+def test_gamma_profile_is_refused_as_lme4_does():
+    # lme4's profile.merMod: "can't (yet) profile GLMMs with non-fixed scale parameters"
+    res = mtf.glmer("y_gamma ~ x + (1 | g)", DATA, family="gamma", link="log")
+    with pytest.raises(mtf.ModelComparisonError, match="lme4 does not profile GLMMs with a scale"):
+        res.confint(method="profile")
+    assert list(res.confint(method="wald").index)[-1] == "x"

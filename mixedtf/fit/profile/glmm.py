@@ -16,12 +16,21 @@ from mixedtf.fit.profile.path import interval, minimise_holding
 from mixedtf.linalg.covariance import from_sdcor, sdcor_kinds, theta_of, to_sdcor
 
 _OPTIMIZER = {"ftol": 1e-12, "gtol": 1e-7, "maxfun": 3000}
+_DERIVATIVE_FREE = {"initial_tr_radius": 0.05, "final_tr_radius": 1e-6, "maxfev": 3000}
 
 
 def glmm_profile_intervals(res: Any, level: float = 0.95) -> np.ndarray:
     """``[n_parameters, 2]`` bounds (SDs and correlations, then the fixed effects) of a
-    binomial or Poisson Laplace fit (``n_agq = 1``)."""
+    binomial, Poisson or negative binomial Laplace fit (``n_agq = 1``; the negative
+    binomial's theta held at its estimate, as lme4 profiles a ``glmer.nb`` fit)."""
     model = LaplaceModel(res.design)
+    method, options = "L-BFGS-B", _OPTIMIZER
+    if res.design.family == "negative_binomial":  # as lme4 profiles a glmer.nb fit
+        model.set_nb_theta(res.family_params["theta"])
+        # PIRLS converges linearly on this non-canonical link: its deviance is too noisy
+        # for finite-difference gradients (L-BFGS-B stalls at the start), so COBYQA, as
+        # the fit itself
+        method, options = "COBYQA", _DERIVATIVE_FREE
     groupings = res.design.groupings
     psi_hat, kinds = to_sdcor(res.covariances), sdcor_kinds(groupings)
     beta_hat = res.fixef().to_numpy()
@@ -41,7 +50,7 @@ def glmm_profile_intervals(res: Any, level: float = 0.95) -> np.ndarray:
     d_hat = deviance(x_hat)
 
     def profiled(k, value, start):
-        return minimise_holding(deviance, k, value, start, lower, upper, _OPTIMIZER)
+        return minimise_holding(deviance, k, value, start, lower, upper, options, method)
 
     z = norm.ppf(0.5 + level / 2)
     se = np.r_[np.maximum(0.1 * np.abs(psi_hat), 0.02), res.bse().to_numpy()]

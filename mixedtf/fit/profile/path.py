@@ -29,9 +29,11 @@ def minimise_holding(
     lower: np.ndarray,
     upper: np.ndarray,
     options: dict,
+    method: str = "L-BFGS-B",
 ) -> tuple[float, np.ndarray]:
-    """``deviance`` minimised by L-BFGS-B over every coordinate but ``k`` (held at
-    ``value``), from ``start`` within ``[lower, upper]``; the minimum and the minimiser."""
+    """``deviance`` minimised over every coordinate but ``k`` (held at ``value``), from
+    ``start`` within ``[lower, upper]``, by L-BFGS-B (or a derivative-free ``method`` for a
+    deviance too noisy for finite differences); the minimum and the minimiser."""
     free = np.arange(start.size) != k
 
     def objective(y):
@@ -45,7 +47,7 @@ def minimise_holding(
     out = minimize(
         objective,
         x0,
-        method="L-BFGS-B",
+        method=method,
         bounds=Bounds(lower[free], upper[free]),
         options=options,
     )

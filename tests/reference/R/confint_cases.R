@@ -22,7 +22,13 @@ writeLines(toJSON(res, digits = 15, auto_unbox = TRUE, pretty = TRUE),
 
 # GLMM profile intervals: confint(glmer fit) (Laplace deviance)
 g <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial)
+# glmer.nb: profiled with the negative binomial's theta held at its estimate
+suppressPackageStartupMessages(library(MASS))
+grouseticks$cHEIGHT <- grouseticks$HEIGHT - mean(grouseticks$HEIGHT)
+nb <- glmer.nb(TICKS ~ YEAR + cHEIGHT + (1 | BROOD), grouseticks)
 glmm <- list(profile_cbpp = ci(confint(g, oldNames = FALSE)),
+             profile_ticks_nb = c(ci(confint(nb, oldNames = FALSE)),
+                                  nb_theta = getME(nb, "glmer.nb.theta")),
              software = list(R = R.version.string, lme4 = as.character(packageVersion("lme4"))))
 writeLines(toJSON(glmm, digits = 15, auto_unbox = TRUE, pretty = TRUE),
            file.path(out, "confint_glmm.json"))
