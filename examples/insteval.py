@@ -63,14 +63,14 @@ def plots(res, test, out: Path) -> list[Path]:
         "objective.png": lambda: plotting.plot_objective(res),
         "traces_departments.png": lambda: plotting.plot_traces(res, "departments"),
         "heldout_residuals.png": lambda: plotting.plot_residuals(res, test),
-        "effects.png": lambda: plotting.plot_ranef(res),
+        "caterpillar_instructors.png": lambda: plotting.plot_caterpillar(res, "instructors"),
+        "diagnostics.png": lambda: plotting.plot_diagnostics(res),
     }
     paths = []
     for name, draw in figures.items():
-        ax = np.ravel(draw())[0]
-        fig = ax.figure
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=90)
+        drawn = draw()  # a Figure, an Axes or an array of Axes
+        fig = drawn if hasattr(drawn, "savefig") else np.ravel(drawn)[0].figure
+        fig.savefig(out / name, dpi=90, bbox_inches="tight")
         plt.close(fig)
         paths.append(out / name)
     return paths

@@ -6,7 +6,7 @@ TensorFlow; the estimators load it when a fit needs it.
 
 from mixedtf import datasets, errors, families
 from mixedtf._version import __version__
-from mixedtf.comparison import anova, confint, drop1
+from mixedtf.comparison import anova, bootstrap, confint, drop1, profile
 from mixedtf.design import Design, build_design
 from mixedtf.errors import (
     ConvergenceWarning,
@@ -44,6 +44,7 @@ __all__ = [
     "SingularFitWarning",
     "__version__",
     "anova",
+    "bootstrap",
     "build_design",
     "confint",
     "datasets",
@@ -55,6 +56,7 @@ __all__ = [
     "lmer",
     "load",
     "parse_formula",
+    "profile",
     "refit",
     "update",
 ]

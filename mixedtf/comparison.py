@@ -20,7 +20,7 @@ from mixedtf.results import MixedLMResults
 from mixedtf.results.inference import REFIT_INTERVALS, _select
 from mixedtf.update import update
 
-__all__ = ["anova", "confint", "drop1"]
+__all__ = ["anova", "bootstrap", "confint", "drop1", "profile"]
 
 
 def _blocks(res: MixedLMResults) -> set[tuple[str, str]]:
@@ -147,10 +147,6 @@ def confint(
 
     Replicates whose refit fails are dropped and counted in ``table.attrs["failed"]``.
     """
-    from tqdm.auto import tqdm
-
-    from mixedtf.update import refit
-
     if method == "wald":
         return res.confint("wald", level, parm)
     if method not in ("boot", "profile"):
@@ -159,29 +155,53 @@ def confint(
         raise ModelComparisonError(f"level must be in (0, 1); got {level!r}.")
     if method == "profile":
         return _select(_profile(res, level), parm)
+    draws = bootstrap(res, nsim, seed, progress)
+    table = _percentiles(res, draws.to_numpy(), level, None, int(nsim))
+    table.attrs["failed"] = draws.attrs["failed"]
+    return _select(table, parm)
+
+
+def bootstrap(
+    res: MixedLMResults, nsim: int = 500, seed: int | None = None, progress: bool | None = None
+) -> pd.DataFrame:
+    """lme4's ``bootMer(m, FUN, nsim, seed)`` with ``FUN`` the parameters of ``confint``:
+    ``nsim`` responses simulated from the fit (new random effects), each refitted by the
+    fit's method from its estimates. Returns one row per replicate, one column per
+    parameter (``confint``'s names: SDs, correlations, sigma, fixed effects); replicates
+    whose refit fails are NaN and counted in ``draws.attrs["failed"]``. Exact Gaussian fits
+    refit all replicates at once (:mod:`mixedtf.fit.exact.bootstrap`). Plot with
+    :func:`mixedtf.plotting.plot_bootstrap`."""
+    from tqdm.auto import tqdm
+
+    from mixedtf.results.inference import parameter_names
+    from mixedtf.update import refit
+
+    if int(nsim) < 1:
+        raise ModelComparisonError(f"nsim must be a positive number of replicates; got {nsim!r}.")
     sims = res.simulate(int(nsim), seed=seed)
     if res.method in ("ml", "reml") and res.design.family == "gaussian":
         from mixedtf.fit.exact.bootstrap import exact_refits
 
-        draws = exact_refits(
+        values = exact_refits(
             res.design, sims.to_numpy().T, res.method == "reml", res.theta.to_numpy()
         )
-        return _percentiles(res, draws, level, parm, int(nsim))
-    values, failed = [], 0
-    for column in tqdm(sims.columns, disable=not progress, desc="bootstrap"):
-        y = sims[column].to_numpy(np.float64)
-        if res.design.y.ndim == 2:  # cbind counts: successes and failures
-            y = np.column_stack([y, res.design.trials - y])
-        try:
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # singular replicates are expected
-                values.append(_parameter_vector(refit(res, y, seed=seed)))
-        except Exception:  # a replicate that cannot be fitted, as bootMer's NA
-            failed += 1
-    draws = np.array(values)
-    table = _percentiles(res, draws, level, None, int(nsim))
-    table.attrs["failed"] = failed
-    return _select(table, parm)
+    else:
+        rows = []
+        for column in tqdm(sims.columns, disable=not progress, desc="bootstrap"):
+            y = sims[column].to_numpy(np.float64)
+            if res.design.y.ndim == 2:  # cbind counts: successes and failures
+                y = np.column_stack([y, res.design.trials - y])
+            try:
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # singular replicates are expected
+                    rows.append(_parameter_vector(refit(res, y, seed=seed)))
+            except Exception:  # a replicate that cannot be fitted, as bootMer's NA
+                rows.append(None)
+        size = len(parameter_names(res))
+        values = np.array([np.full(size, np.nan) if r is None else r for r in rows])
+    draws = pd.DataFrame(values, columns=parameter_names(res), index=sims.columns)
+    draws.attrs["failed"] = int(draws.isna().any(axis=1).sum())
+    return draws
 
 
 def _percentiles(res, draws: np.ndarray, level: float, parm, nsim: int) -> pd.DataFrame:
@@ -203,7 +223,9 @@ def _percentiles(res, draws: np.ndarray, level: float, parm, nsim: int) -> pd.Da
 PROFILED_GLMM_FAMILIES = ("binomial", "poisson", "negative_binomial")
 
 
-def _profile(res: MixedLMResults, level: float) -> pd.DataFrame:
+def _profile(
+    res: MixedLMResults, level: float, traces: dict[int, list] | None = None
+) -> pd.DataFrame:
     from mixedtf.fit.profile import glmm_profile_intervals, profile_intervals
     from mixedtf.results.inference import _interval_columns, parameter_names
 
@@ -217,8 +239,35 @@ def _profile(res: MixedLMResults, level: float) -> pd.DataFrame:
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bounds = profile_intervals(res, level) if exact else glmm_profile_intervals(res, level)
+        compute = profile_intervals if exact else glmm_profile_intervals
+        bounds = compute(res, level, traces)
     return pd.DataFrame(bounds, index=parameter_names(res), columns=_interval_columns(level))
+
+
+def profile(res: MixedLMResults, level: float = 0.99) -> pd.DataFrame:
+    """lme4's ``profile(m)``: each parameter's profile, the signed root of the deviance
+    ``zeta = sign(x - x_hat) sqrt(D_profiled(x) - D_hat)`` at the values visited while
+    solving for its ``level`` bounds (from ``-z`` to ``+z``, ``z`` the normal quantile).
+
+    Returns a long DataFrame with columns ``parameter``, ``value``, ``zeta`` (sorted by
+    parameter, then value; the estimate itself at zeta 0); ``table.attrs["intervals"]``
+    holds the ``level`` intervals (``confint(profile(m))``). Plot it with
+    :func:`mixedtf.plotting.plot_profile`. Same models as ``confint(method="profile")``.
+    """
+    if not 0 < level < 1:
+        raise ModelComparisonError(f"level must be in (0, 1); got {level!r}.")
+    traces: dict[int, list] = {}
+    intervals = _profile(res, level, traces)
+    estimates = _parameter_vector(_as_ml(res) if res.method == "reml" else res)
+    rows = []
+    for k, name in enumerate(intervals.index):
+        points = dict(traces.get(k, []))
+        points[float(estimates[k])] = 0.0
+        rows += [(name, value, zeta) for value, zeta in sorted(points.items())]
+    table = pd.DataFrame(rows, columns=["parameter", "value", "zeta"])
+    table.attrs["intervals"] = intervals
+    table.attrs["level"] = level
+    return table
 
 
 def _registered(res, method, level, parm, nsim, seed):

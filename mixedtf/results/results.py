@@ -389,6 +389,14 @@ class MixedLMResults:
         """``performance::icc``: ``{"adjusted", "unadjusted"}`` intraclass correlation."""
         return inference.icc(self)
 
+    def plot(self):
+        """The first residual checks in one figure, as lme4's ``plot(m)``: residuals vs
+        fitted, scale-location and normal QQ (:func:`mixedtf.plotting.plot_diagnostics`;
+        needs matplotlib). Returns the Figure."""
+        from mixedtf.plotting.residuals import plot_diagnostics
+
+        return plot_diagnostics(self)
+
     @cached_property
     def null_model(self) -> MixedLMResults:
         """``insight::null_model(m)``: ``y ~ 1`` with this fit's random terms, family,

@@ -22,7 +22,7 @@ from scipy.optimize import Bounds, minimize
 from scipy.stats import norm
 
 from mixedtf.fit.exact.marginal import fit_exact
-from mixedtf.fit.profile.path import bound, interval, minimise_holding, signed_root
+from mixedtf.fit.profile.path import bound, interval, minimise_holding, recorded, signed_root
 from mixedtf.linalg.blocked import factorize, gaussian_deviance
 from mixedtf.linalg.covariance import (
     from_sdcor,
@@ -86,19 +86,26 @@ class _Profiler:
         return float(res.fun), res.x
 
 
-def profile_intervals(res: Any, level: float = 0.95) -> np.ndarray:
+def profile_intervals(
+    res: Any, level: float = 0.95, traces: dict[int, list] | None = None
+) -> np.ndarray:
     """``[n_parameters, 2]`` bounds in lme4's ``confint`` order (see the module docstring).
     A REML fit is profiled by maximum likelihood, as lme4's ``confint`` does (its profile
-    of a REML fit equals the ML fit's)."""
+    of a REML fit equals the ML fit's). ``traces``: filled with each parameter's visited
+    ``(value, zeta)`` points, by parameter index."""
     if res.method == "reml":
         res = fit_exact(res.design, reml=False)
     pr = _Profiler(res)
     z = norm.ppf(0.5 + level / 2)
+    traces = {} if traces is None else traces
     rows = []
     for k, kind in enumerate(pr.kinds):
         step = max(abs(pr.psi_hat[k]) * 0.1, 0.02 if kind == "cor" else 1e-3)
+        trace = traces.setdefault(k, [])
         rows.append(
-            interval(pr.profile_varpar, pr.psi_hat, pr.d_hat, k, z, step, pr.lower[k], pr.upper[k])
+            interval(
+                pr.profile_varpar, pr.psi_hat, pr.d_hat, k, z, step, pr.lower[k], pr.upper[k], trace
+            )
         )
     beta, se = res.fixef().to_numpy(), res.bse().to_numpy()
     theta0 = res.theta.to_numpy()
@@ -107,6 +114,7 @@ def profile_intervals(res: Any, level: float = 0.95) -> np.ndarray:
         def zeta_b(c, j=j):
             return signed_root(pr.profile_beta(j, c, theta0)[0], pr.d_hat, c, beta[j])
 
+        zeta_b = recorded(zeta_b, traces.setdefault(len(pr.kinds) + j, []))
         rows.append(
             (bound(zeta_b, beta[j], -z, se[j], -np.inf), bound(zeta_b, beta[j], z, se[j], np.inf))
         )

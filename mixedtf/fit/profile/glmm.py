@@ -19,7 +19,9 @@ _OPTIMIZER = {"ftol": 1e-12, "gtol": 1e-7, "maxfun": 3000}
 _DERIVATIVE_FREE = {"initial_tr_radius": 0.05, "final_tr_radius": 1e-6, "maxfev": 3000}
 
 
-def glmm_profile_intervals(res: Any, level: float = 0.95) -> np.ndarray:
+def glmm_profile_intervals(
+    res: Any, level: float = 0.95, traces: dict[int, list] | None = None
+) -> np.ndarray:
     """``[n_parameters, 2]`` bounds (SDs and correlations, then the fixed effects) of a
     binomial, Poisson or negative binomial Laplace fit (``n_agq = 1``; the negative
     binomial's theta held at its estimate, as lme4 profiles a ``glmer.nb`` fit)."""
@@ -54,7 +56,9 @@ def glmm_profile_intervals(res: Any, level: float = 0.95) -> np.ndarray:
 
     z = norm.ppf(0.5 + level / 2)
     se = np.r_[np.maximum(0.1 * np.abs(psi_hat), 0.02), res.bse().to_numpy()]
+    traces = {} if traces is None else traces
     rows = [
-        interval(profiled, x_hat, d_hat, k, z, se[k], lower[k], upper[k]) for k in range(x_hat.size)
+        interval(profiled, x_hat, d_hat, k, z, se[k], lower[k], upper[k], traces.setdefault(k, []))
+        for k in range(x_hat.size)
     ]
     return np.array(rows)

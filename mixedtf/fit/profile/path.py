@@ -91,9 +91,11 @@ def interval(
     step: float,
     lower: float,
     upper: float,
+    trace: list | None = None,
 ) -> tuple[float, float]:
     """The bounds of ``x_k`` where ``zeta`` crosses ``-z`` and ``+z``, each profile point
-    started from the minimiser of the nearest point already profiled."""
+    started from the minimiser of the nearest point already profiled; every ``(x_k, zeta)``
+    visited is appended to ``trace`` when given (lme4's ``profile`` table)."""
     cache: dict[float, np.ndarray] = {}
 
     def zeta(c: float) -> float:
@@ -102,4 +104,18 @@ def interval(
         cache[c] = x
         return signed_root(d, d_hat, c, x_hat[k])
 
+    zeta = recorded(zeta, trace)
     return bound(zeta, x_hat[k], -z, step, lower), bound(zeta, x_hat[k], z, step, upper)
+
+
+def recorded(zeta: Callable[[float], float], trace: list | None) -> Callable[[float], float]:
+    """``zeta``, appending each ``(value, zeta)`` it computes to ``trace`` (if not None)."""
+    if trace is None:
+        return zeta
+
+    def wrapper(c: float) -> float:
+        out = zeta(c)
+        trace.append((float(c), out))
+        return out
+
+    return wrapper
