@@ -308,6 +308,7 @@ class MCEMRun:
                 "acceptance": float(trace[opts.warmup :, layout.names.index("accept")].mean()),
                 "step_size": float(np.exp(self.state["log_eps_bar"])),
                 "compile_time": self.compile_time,
+                "compile_cache": getattr(self.kernel, "compile_cache", None),
                 "chains": self.chains,
                 "averaged_iterations": int(self.averaged.shape[0]),
                 "trace": pd.DataFrame(trace, columns=list(layout.names)),

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from mixedtf.fit.mcem import hmc
-from mixedtf.model import CompiledModel
+from mixedtf.model import CompiledModel, compile_cache
 
 
 @dataclass(frozen=True)
@@ -228,6 +228,7 @@ class ChunkedKernel:
         self.layout = TraceLayout.of(model, traced)
 
     def _compile(self) -> None:  # one XLA compilation serves every chunk
+        self.compile_cache = compile_cache.ACTIVE  # set when mixedtf.model was imported
         self._step = tf.function(
             self._chunk, jit_compile=True, reduce_retracing=True, autograph=False
         )
