@@ -67,8 +67,16 @@ class CrossProducts:
         return self.q_rest + self.p + 1
 
     @classmethod
-    def build(cls, design: Design, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES) -> CrossProducts:
-        """The cross-products of ``design`` (with prior weights: of its whitened rows)."""
+    def build(
+        cls,
+        design: Design,
+        max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES,
+        schur_map: bool = True,
+    ) -> CrossProducts:
+        """The cross-products of ``design`` (with prior weights: of its whitened rows);
+        ``schur_map=False`` skips the precomputed map that speeds repeated factorisations
+        (for one or two, as at the end of a Monte Carlo EM fit: its size grows with the
+        square of the rows per level)."""
         log_weights = design.log_weights
         design = design.whitened()
         groupings, X = design.groupings, design.X
@@ -98,8 +106,14 @@ class CrossProducts:
         ARR[:q_rest, q_rest:] = Zr.T @ Xy
         ARR[q_rest:, :q_rest] = ARR[:q_rest, q_rest:].T
         ARR[q_rest:, q_rest:] = Xy.T @ Xy
-        schur_map = _schur_map(_sorted_csc(AR1), r) if first.k == 1 else None
-        return cls(groupings, n, p, q_rest, A11, AR1, ARR, schur_map, log_weights)
+        mapped = _schur_map(_sorted_csc(AR1), r) if first.k == 1 and schur_map else None
+        return cls(groupings, n, p, q_rest, A11, AR1, ARR, mapped, log_weights)
+
+
+def dense_size(design: Design) -> int:
+    """``r``, the order of the dense factor: the random effects after the first term, X
+    and y (its cost is ``r^3 / 3`` flops and ``8 r^2`` bytes per evaluation)."""
+    return sum(g.n_levels * g.k for g in design.groupings[1:]) + design.X.shape[1] + 1
 
 
 def _sorted_csc(A: sp.spmatrix) -> sp.csc_matrix:

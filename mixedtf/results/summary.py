@@ -223,6 +223,8 @@ def _mcem_diagnostics(res) -> list[tuple[str, str]]:
         ("acceptance / step size", f"{acceptance:.2f} / {step:.4f}"),
         ("largest Monte Carlo s.e.", f"{max(mc.values()):.3e}" if mc else "n/a"),
     ]
+    if res.check is None and extra.get("check_skipped"):
+        out.append(("check vs exact ML", f"skipped: {extra['check_skipped']}"))
     if res.check is not None:
         worst = res.check.table.dropna(subset=["diff_in_se"]).diff_in_se.abs().max()
         out.append(

@@ -5,12 +5,13 @@ log-likelihood at the estimates, and the check against the exact ML optimum."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
 from mixedtf.design import Design
-from mixedtf.errors import ModelTooLargeError
+from mixedtf.errors import MixedTFError, ModelTooLargeError
 from mixedtf.fit.exact import loglik_at
 from mixedtf.fit.mcem.check import analytic_check
 from mixedtf.fit.mcem.driver import (
@@ -26,8 +27,9 @@ from mixedtf.fit.mcem.gaussian_kernel import EMKernel
 from mixedtf.fit.mcem.joint_move import nested_pairs
 from mixedtf.fit.options import MCEMOptions
 from mixedtf.fit.start import mcem_start
-from mixedtf.linalg.blocked import CrossProducts, factorize
+from mixedtf.linalg.blocked import CrossProducts, dense_size, factorize
 from mixedtf.linalg.covariance import theta_names, theta_of
+from mixedtf.linalg.iterative import SparseSystem
 from mixedtf.results.results import MixedLMResults
 
 
@@ -56,10 +58,7 @@ def fit_mcem_gaussian(
         state = kernel.initial_state(
             {"beta": start.beta, "covs": start.covs, "sigma2": sigma2}, seed
         )
-        try:  # formed once: the stopping rule's standard errors and the log-likelihood use it
-            cp = CrossProducts.build(design)
-        except ModelTooLargeError:
-            cp = None
+        exact = ExactPath.choose(design)
 
         def stop(st: dict, averaged: np.ndarray) -> bool:
             return converged(
@@ -67,11 +66,11 @@ def fit_mcem_gaussian(
                 kernel.layout,
                 averaged,
                 opts,
-                lambda est: np.sqrt(np.diag(fixed_vcov(kernel, st, est, cp)[0])),
+                lambda est: np.sqrt(np.diag(exact.fixed_vcov(kernel, st, est)[0])),
             )
 
         result = iterate(kernel, state, opts, stop, progress)
-    return _results(design, MCEMRun(kernel, opts, *result, chains, device, seed, t0), cp)
+    return _results(design, MCEMRun(kernel, opts, *result, chains, device, seed, t0), exact)
 
 
 def louis_vcov(kernel: EMKernel, state: dict, sigma2: float) -> np.ndarray:
@@ -86,29 +85,78 @@ def louis_vcov(kernel: EMKernel, state: dict, sigma2: float) -> np.ndarray:
         return np.full_like(info, np.nan)
 
 
-def fixed_vcov(
-    kernel: EMKernel, state: dict, est: Estimate, cp: CrossProducts | None
-) -> tuple[np.ndarray, str]:
-    """Covariance of the fixed effects at ``est``, and how it was computed: lme4's ``vcov``,
-    ``sigma^2 (R_X' R_X)^{-1}`` (conditional on the covariance parameters), evaluated at the
-    MCEM estimates with the blocked factor; Louis' method when that is too large. Louis'
-    observed information is a small difference of two large matrices when most of an
-    effect's information is missing (InstEval's intercept) and came out 5-120% off."""
-    f = None
-    if cp is not None:
-        f = factorize(cp, theta_of(est.covs, est.sigma2))
-    if f is None:
+@dataclass(eq=False)
+class ExactPath:
+    """What the exact algebra costs for this design and how the MCEM fit uses it: where
+    the dense blocked factor is cheap (``r <= DENSE_LIMIT``, see
+    :func:`~mixedtf.linalg.blocked.dense_size`) the cross-products are formed once and
+    factored at every stopping check; above that the fixed effects' standard errors come
+    from conjugate gradients on the sparse system (:mod:`mixedtf.linalg.iterative`), and
+    the dense factor is formed once, at the estimates, for the log-likelihood."""
+
+    cp: CrossProducts | None
+    system: SparseSystem | None
+
+    @classmethod
+    def choose(cls, design: Design) -> ExactPath:
+        if dense_size(design) <= DENSE_LIMIT:
+            try:
+                return cls(CrossProducts.build(design), None)
+            except ModelTooLargeError:
+                pass
+        return cls(None, SparseSystem.build(design))
+
+    def fixed_vcov(self, kernel: EMKernel, state: dict, est: Estimate) -> tuple[np.ndarray, str]:
+        """Covariance of the fixed effects at ``est``, and how it was computed: lme4's
+        ``vcov``, ``sigma^2 (R_X' R_X)^{-1}`` (conditional on the covariance parameters)
+        at the MCEM estimates, by the blocked factor (``"RX"``) or conjugate gradients
+        (``"RX (PCG)"``); Louis' method only when neither works. Louis' observed
+        information is a small difference of two large matrices when most of an effect's
+        information is missing (InstEval's intercept) and came out 5-120% off."""
+        theta = theta_of(est.covs, est.sigma2)
+        if self.cp is not None:
+            f = factorize(self.cp, theta)
+            if f is not None:
+                return f.fixed_vcov(est.sigma2), "RX"
+        elif self.system is not None:
+            try:
+                return self.system.fixed_vcov(theta, est.sigma2), "RX (PCG)"
+            except (MixedTFError, np.linalg.LinAlgError):
+                pass
         return louis_vcov(kernel, state, est.sigma2), "louis"
-    return f.fixed_vcov(est.sigma2), "RX"
+
+    def loglik(self, design: Design, params: dict) -> tuple[float, float, CrossProducts | None]:
+        """The exact log-likelihood at ``params``, the seconds one dense factorisation
+        took, and the cross-products (NaN, 0 and None when the factor does not fit in
+        memory)."""
+        tic = time.perf_counter()
+        cp = self.cp
+        if cp is None:
+            try:
+                cp = CrossProducts.build(design, schur_map=False)
+            except ModelTooLargeError:
+                return float("nan"), 0.0, None
+        return loglik_at(cp, params), time.perf_counter() - tic, cp
 
 
-def _results(design: Design, run: MCEMRun, cp: CrossProducts | None) -> MixedLMResults:
+# r of the dense factor above which MCEM uses conjugate gradients for the standard errors
+# (a 4000 x 4000 Cholesky: ~0.3 s and 128 MB per stopping check on two cores)
+DENSE_LIMIT = 4000
+# evaluations of the profiled deviance an exact ML fit takes, per covariance parameter
+# (measured: 25-40 on sleepstudy, InstEval and the synthetic crossed models), plus 20
+EVALUATIONS_PER_THETA = 40
+# the full analytic check runs by default when its estimated time is at most this share
+# of the MCEM fit's
+CHECK_SHARE = 0.1
+
+
+def _results(design: Design, run: MCEMRun, exact: ExactPath) -> MixedLMResults:
     est = unpack(design, run.kernel.layout, run.mean)
     sigma = float(np.sqrt(est.sigma2))
     modes, condcov = run.posterior_moments()
     params = {"beta": est.beta, "sigma": sigma, "covariances": est.covs}
-    loglik = loglik_at(cp, params) if cp is not None else float("nan")
-    vcov, vcov_method = fixed_vcov(run.kernel, run.state, est, cp)
+    loglik, factor_time, cp = exact.loglik(design, params)
+    vcov, vcov_method = exact.fixed_vcov(run.kernel, run.state, est)
     info = run.fit_info(
         "closed-form PX M-step",
         [],
@@ -130,6 +178,18 @@ def _results(design: Design, run: MCEMRun, cp: CrossProducts | None) -> MixedLMR
         fit_info=info,
         conditional_covariances=lambda: condcov,
     )
-    if run.opts.check and np.isfinite(loglik):
+    # the full check is an exact ML fit: run it when asked, or by default when it would
+    # take at most CHECK_SHARE of this fit's time (estimated from one factorisation)
+    n_theta = res.theta.size
+    estimate = factor_time * (EVALUATIONS_PER_THETA * n_theta + 20)
+    cheap = exact.cp is not None or estimate <= CHECK_SHARE * info.wall_time
+    if np.isfinite(loglik) and (run.opts.check or (run.opts.check is None and cheap)):
         res.check = analytic_check(res, run.mc_se, run.kernel.layout, cp)
+    elif run.opts.check is None and np.isfinite(loglik):
+        info.extra["check_skipped"] = (
+            f"an exact ML fit would take ~{estimate:.0f} s, over {CHECK_SHARE:.0%} of this "
+            "fit's time; check=True runs it"
+        )
+    elif not np.isfinite(loglik):
+        info.extra["check_skipped"] = "the exact factor does not fit in memory"
     return res
