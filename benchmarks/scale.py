@@ -43,8 +43,15 @@ def synthetic(n: int, seed: int = 2026) -> pd.DataFrame:
         + rng.normal(0, TRUTH["sd_c"], lc)[c]
     )
     y = eta + rng.normal(0, TRUTH["sigma"], n)
+    factor = pd.Categorical.from_codes  # grouping factors as categoricals, as a user would
     return pd.DataFrame(
-        {"y": y, "x": x, "a": a.astype(str), "b": b.astype(str), "c": c.astype(str)}
+        {
+            "y": y,
+            "x": x,
+            "a": factor(a, [f"a{j}" for j in range(la)]),
+            "b": factor(b, [f"b{j}" for j in range(lb)]),
+            "c": factor(c, [f"c{j}" for j in range(lc)]),
+        }
     )
 
 
@@ -97,7 +104,9 @@ def run(which: str, n: int, limit: float | None) -> dict | None:
         return None
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
-        print(f"{which:<8} failed after {time.perf_counter() - t0:.0f} s: {out.stderr.strip()[-400:]}")
+        print(
+            f"{which:<8} failed after {time.perf_counter() - t0:.0f} s: {out.stderr.strip()[-400:]}"
+        )
         return None
     return json.loads(lines[-1][len("RESULT ") :])
 

@@ -53,3 +53,22 @@ def test_mcem_uses_conjugate_gradients_above_the_dense_limit(monkeypatch, sleeps
         seed=3, progress=False, check=True
     )
     assert forced.check is not None and forced.check.gap < 0.05
+
+
+@pytest.mark.parametrize(
+    ("data", "formula"),
+    [
+        ("Penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
+        ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
+    ],
+)
+def test_one_off_factor_in_place_gives_the_loglik(data, formula):
+    # the MCEM's single factorisation at scale: no Schur map, G formed in A_RR's memory
+    from mixedtf.fit.exact import loglik_at
+    from mixedtf.linalg.blocked import CrossProducts
+
+    res = mtf.lmer(formula, mtf.datasets.load(data), REML=False)
+    params = {"beta": res.fixef().to_numpy(), "sigma": res.sigma, "covariances": res.covariances}
+    cp = CrossProducts.build(res.design, schur_map=False)
+    assert cp.schur_map is None
+    assert loglik_at(cp, params, consume=True) == pytest.approx(res.loglik, abs=1e-8)

@@ -101,8 +101,9 @@ class CrossProducts:
         Xy = np.column_stack([X, y])
         R = sp.hstack([Zr, sp.csr_matrix(Xy)], format="csr")
         AR1 = (R.T @ Z1).tocsr()
-        ARR = np.empty((r, r))
-        ARR[:q_rest, :q_rest] = (Zr.T @ Zr).toarray()
+        ARR = np.zeros((r, r))
+        ZZ = (Zr.T @ Zr).tocoo()  # written entry by entry: no second dense r x r matrix
+        ARR[ZZ.row, ZZ.col] = ZZ.data
         ARR[:q_rest, q_rest:] = Zr.T @ Xy
         ARR[q_rest:, :q_rest] = ARR[:q_rest, q_rest:].T
         ARR[q_rest:, q_rest:] = Xy.T @ Xy
@@ -214,11 +215,13 @@ class Factorization:
 
 
 def eliminate_first(
-    cp: CrossProducts, Ts: list[np.ndarray]
+    cp: CrossProducts, Ts: list[np.ndarray], consume: bool = False
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Factor the first term's blocks and form ``G = A_RR - A_R1 W A_1R`` (lower triangle valid).
 
-    Returns ``(L11, G)``, or None when a block is not positive definite.
+    Returns ``(L11, G)``, or None when a block is not positive definite. ``consume=True``
+    forms ``G`` in ``cp.ARR``'s memory (``cp`` is spent: for a single factorisation of a
+    large model, one ``r x r`` matrix instead of three).
     """
     T1 = Ts[0]
     k1 = T1.shape[0]
@@ -237,8 +240,19 @@ def eliminate_first(
         Minv_T1t = np.linalg.solve(M, np.broadcast_to(T1.T, M.shape))
         W = np.einsum("ij,ljk->lik", T1, Minv_T1t)
         Wsp = sp.block_diag(list(W), format="csr")
-        G = cp.ARR - (cp.AR1 @ Wsp @ cp.AR1.T).toarray()
+        G = cp.ARR if consume else cp.ARR.copy()
+        _subtract_lower(G, (cp.AR1 @ Wsp).tocsr(), cp.AR1.tocsr())
     return L11, G
+
+
+def _subtract_lower(G: np.ndarray, AW: sp.csr_matrix, A: sp.csr_matrix, rows: int = 512) -> None:
+    """``G -= AW A'`` on and below the diagonal, in place, a band of ``rows`` rows at a
+    time: the sparse product never holds more than ``rows x r`` entries."""
+    r = G.shape[0]
+    for start in range(0, r, rows):
+        stop = min(start + rows, r)
+        band = (AW[start:stop] @ A[:stop].T).toarray()
+        G[start:stop, :stop] -= band
 
 
 def factor_dense(
@@ -287,10 +301,11 @@ def logdet_dense(L_raw: np.ndarray, scale: np.ndarray | None, q: int) -> float:
     return 2.0 * out
 
 
-def factorize(cp: CrossProducts, theta: np.ndarray) -> Factorization | None:
-    """The blocked Cholesky factor at ``theta`` (None when not positive definite)."""
+def factorize(cp: CrossProducts, theta: np.ndarray, consume: bool = False) -> Factorization | None:
+    """The blocked Cholesky factor at ``theta`` (None when not positive definite);
+    ``consume=True``: factor in ``cp``'s own memory, leaving ``cp`` unusable."""
     Ts = factors(theta, cp.groupings)
-    first = eliminate_first(cp, Ts)
+    first = eliminate_first(cp, Ts, consume)
     if first is None:
         return None
     L11, G = first

@@ -208,8 +208,11 @@ def marginal_loglik(model: Any, params: dict[str, Any], reml: bool = False) -> f
     return loglik_at(CrossProducts.build(design), params, reml)
 
 
-def loglik_at(cp: CrossProducts, params: dict[str, Any], reml: bool = False) -> float:
-    """:func:`marginal_loglik` on cross-products already formed (``cp``), for repeated calls."""
+def loglik_at(
+    cp: CrossProducts, params: dict[str, Any], reml: bool = False, consume: bool = False
+) -> float:
+    """:func:`marginal_loglik` on cross-products already formed (``cp``), for repeated
+    calls (``consume=True``: a last call, factoring in ``cp``'s memory)."""
     design_groupings = cp.groupings
     sigma = float(params["sigma"])
     covs = params["covariances"]
@@ -218,7 +221,7 @@ def loglik_at(cp: CrossProducts, params: dict[str, Any], reml: bool = False) -> 
     if len(covs) != len(design_groupings):
         raise OptionError(f"need {len(design_groupings)} covariance matrices; got {len(covs)}.")
     Ts = [psd_factor(np.atleast_2d(c) / sigma**2) for c in covs]
-    f = factorize(cp, theta_from_factors(Ts))
+    f = factorize(cp, theta_from_factors(Ts), consume)
     if f is None:
         return -np.inf
     n, p = cp.n, cp.p

@@ -127,24 +127,25 @@ class ExactPath:
 
     def loglik(self, design: Design, params: dict) -> tuple[float, float, CrossProducts | None]:
         """The exact log-likelihood at ``params``, the seconds one dense factorisation
-        took, and the cross-products (NaN, 0 and None when the factor does not fit in
-        memory)."""
+        took, and the cross-products when they are kept (NaN, 0 and None when the factor
+        does not fit in memory)."""
         tic = time.perf_counter()
-        cp = self.cp
-        if cp is None:
-            try:
-                cp = CrossProducts.build(design, schur_map=False)
-            except ModelTooLargeError:
-                return float("nan"), 0.0, None
-        return loglik_at(cp, params), time.perf_counter() - tic, cp
+        if self.cp is not None:
+            return loglik_at(self.cp, params), time.perf_counter() - tic, self.cp
+        try:  # formed for this one factorisation, in its own memory
+            cp = CrossProducts.build(design, schur_map=False)
+        except ModelTooLargeError:
+            return float("nan"), 0.0, None
+        return loglik_at(cp, params, consume=True), time.perf_counter() - tic, None
 
 
 # r of the dense factor above which MCEM uses conjugate gradients for the standard errors
 # (a 4000 x 4000 Cholesky: ~0.3 s and 128 MB per stopping check on two cores)
 DENSE_LIMIT = 4000
-# evaluations of the profiled deviance an exact ML fit takes, per covariance parameter
-# (measured: 25-40 on sleepstudy, InstEval and the synthetic crossed models), plus 20
-EVALUATIONS_PER_THETA = 40
+# evaluations of the profiled deviance an exact ML fit takes, per covariance parameter,
+# plus 10 (measured: 59 on sleepstudy, 22 on InstEval, 19 on the 100k synthetic crossed
+# model, 3 parameters each; the one-off factor timed here is slower than the fit's own)
+EVALUATIONS_PER_THETA = 15
 # the full analytic check runs by default when its estimated time is at most this share
 # of the MCEM fit's
 CHECK_SHARE = 0.1
@@ -181,7 +182,7 @@ def _results(design: Design, run: MCEMRun, exact: ExactPath) -> MixedLMResults:
     # the full check is an exact ML fit: run it when asked, or by default when it would
     # take at most CHECK_SHARE of this fit's time (estimated from one factorisation)
     n_theta = res.theta.size
-    estimate = factor_time * (EVALUATIONS_PER_THETA * n_theta + 20)
+    estimate = factor_time * (EVALUATIONS_PER_THETA * n_theta + 10)
     cheap = exact.cp is not None or estimate <= CHECK_SHARE * info.wall_time
     if np.isfinite(loglik) and (run.opts.check or (run.opts.check is None and cheap)):
         res.check = analytic_check(res, run.mc_se, run.kernel.layout, cp)
