@@ -72,3 +72,19 @@ def test_one_off_factor_in_place_gives_the_loglik(data, formula):
     cp = CrossProducts.build(res.design, schur_map=False)
     assert cp.schur_map is None
     assert loglik_at(cp, params, consume=True) == pytest.approx(res.loglik, abs=1e-8)
+
+
+def test_gaussian_chains_halve_for_many_rows():
+    # 16 chains for InstEval's 73k rows; 8 at a million rows (8M chain-rows per gradient)
+    from types import SimpleNamespace
+
+    from mixedtf.fit.mcem.driver import default_chains
+
+    def design(n):
+        groups = [SimpleNamespace(n_levels=v) for v in (n // 10, n // 100, 100)]
+        return SimpleNamespace(family="gaussian", groupings=groups, nobs=n)
+
+    assert default_chains(design(73_421), "CPU") == 16
+    assert default_chains(design(1_000_000), "CPU") == 8
+    assert default_chains(design(10_000_000), "CPU") == 8
+    assert default_chains(design(1_000_000), "GPU") == 128

@@ -239,7 +239,7 @@ def eliminate_first(
     else:
         Minv_T1t = np.linalg.solve(M, np.broadcast_to(T1.T, M.shape))
         W = np.einsum("ij,ljk->lik", T1, Minv_T1t)
-        Wsp = sp.block_diag(list(W), format="csr")
+        Wsp = sp.diags(W[:, 0, 0]) if k1 == 1 else sp.block_diag(list(W), format="csr")
         G = cp.ARR if consume else cp.ARR.copy()
         _subtract_lower(G, (cp.AR1 @ Wsp).tocsr(), cp.AR1.tocsr())
     return L11, G
