@@ -30,6 +30,7 @@ from mixedtf.errors import FamilyError
 from mixedtf.model.family import Likelihood, likelihood_of
 from mixedtf.model.gather import LevelGather, choose_mode
 from mixedtf.model.parameters import Parameter, node_name, parameter_table, scale_name
+from mixedtf.model.reductions import precise_sum
 
 tfd = tfp.distributions
 
@@ -124,6 +125,35 @@ class CompiledModel:
         total = tf.add_n([prior[n].log_prob(b) for n, b in zip(self.nodes, effects, strict=True)])
         eta = self.linear_predictor(params["beta"], list(effects))
         return total + self.family.log_likelihood(eta, params, self.y, self.trials)
+
+    def log_prob64(self, params: dict[str, tf.Tensor], effects: list[tf.Tensor]) -> tf.Tensor:
+        """:meth:`log_prob` in float64 for the samplers (one value per chain, effects
+        ``[C, L, k]``, parameters without batch dimensions): the sums over levels and rows
+        by :func:`~mixedtf.model.reductions.precise_sum`, so that differences between
+        states stay exact at millions of rows in a float32 kernel."""
+        params = {k: tf.convert_to_tensor(v, self.dtype) for k, v in params.items()}
+        total = tf.zeros([], tf.float64)
+        for g, b in zip(self.design.groupings, effects, strict=True):
+            scale = params[scale_name(g)]
+            if g.k == 1:
+                u = b[..., 0] / scale
+                total += _normal_log_density(u * u, g.n_levels, tf.math.log(scale))
+            else:
+                shape = tf.concat([tf.shape(b)[:-1], [g.k, g.k]], 0)
+                u = tf.linalg.triangular_solve(
+                    tf.broadcast_to(scale, shape), b[..., tf.newaxis], lower=True
+                )[..., 0]
+                log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(scale)))
+                total += _normal_log_density(tf.reduce_sum(u * u, -1), g.n_levels, log_det)
+        eta = self.linear_predictor(params["beta"], list(effects))
+        return total + self.family.log_likelihood64(eta, params, self.y, self.trials)
+
+
+def _normal_log_density(squares: tf.Tensor, count: int, log_scale: tf.Tensor) -> tf.Tensor:
+    """``-0.5 sum(squares) - count (log_scale + log(2 pi) / 2)`` in float64 (``squares``
+    already summed over everything but the last axis)."""
+    log_2pi = tf.constant(np.log(2.0 * np.pi), tf.float64)
+    return -0.5 * precise_sum(squares) - count * (tf.cast(log_scale, tf.float64) + 0.5 * log_2pi)
 
 
 def response_arrays(design: Design) -> tuple[np.ndarray, np.ndarray | None]:

@@ -26,6 +26,7 @@ import tensorflow_probability as tfp
 
 from mixedtf import families
 from mixedtf.errors import FamilyError
+from mixedtf.model.reductions import precise_sum
 
 tfd = tfp.distributions
 
@@ -74,6 +75,11 @@ class Likelihood:
         (the samplers' hot path; a family may compute it faster than its distribution)."""
         return self.distribution(eta, params, trials).log_prob(y)
 
+    def log_likelihood64(self, eta, params, y, trials=None) -> tf.Tensor:
+        """:meth:`log_likelihood` in float64 (the samplers' target); the Gaussian sums its
+        rows by :func:`~mixedtf.model.reductions.precise_sum`."""
+        return tf.cast(self.log_likelihood(eta, params, y, trials), tf.float64)
+
     def working_weights(self, eta, params, y, trials=None) -> tf.Tensor:
         """``-d^2 log p(y_i | eta_i) / d eta_i^2`` per row (the observed information of
         ``eta``), by two backward passes of the separable log-likelihood."""
@@ -93,6 +99,15 @@ class GaussianLikelihood(Likelihood):
     def distribution(self, eta, params, trials=None) -> tfd.Distribution:
         sigma = params["sigma"][..., tf.newaxis]
         return tfd.Independent(tfd.Normal(eta, sigma), reinterpreted_batch_ndims=1)
+
+    def log_likelihood64(self, eta, params, y, trials=None) -> tf.Tensor:
+        sigma = params["sigma"]
+        r = (y - eta) / sigma
+        n = y.shape[-1]
+        log_2pi = tf.constant(np.log(2.0 * np.pi), tf.float64)
+        return -0.5 * precise_sum(r * r) - n * (
+            tf.cast(tf.math.log(sigma), tf.float64) + 0.5 * log_2pi
+        )
 
 
 def inverse_link(link: str, eta: tf.Tensor) -> tf.Tensor:

@@ -47,6 +47,12 @@ from mixedtf.fit.mcem.kernel import (
 )
 from mixedtf.model import CompiledModel
 from mixedtf.model.parameters import scale_name
+from mixedtf.model.reductions import precise_sum
+
+
+def _total(x: tf.Tensor) -> tf.Tensor:
+    """The sum of every entry, in float64, the last axis by blocks (:func:`precise_sum`)."""
+    return tf.reduce_sum(precise_sum(x))
 
 
 def covariance_statistic(means: tf.Tensor, variances: tf.Tensor, px: tf.Tensor) -> tf.Tensor:
@@ -147,23 +153,26 @@ class EMKernel(ChunkedKernel):
         The per-row ``Z b_c`` has a single consumer, ``||Z b_c||^2`` (with several, XLA
         recomputed its gathers in each: ~45 ms an iteration at 32 chains)."""
         m = self.model
-        C = tf.cast(self.chains, m.dtype)
+        C = tf.cast(self.chains, tf.float64)
         mean_b = [tf.reduce_mean(b, 0, keepdims=True) for b in effects]
         r_mean = m.y - m.offset - m.random_part(mean_b)[0]
-        beta = tf.linalg.matvec(self._XtX_inv, tf.linalg.matvec(m.X, r_mean, transpose_a=True))
+        Xtr = precise_sum(tf.transpose(m.X) * r_mean[tf.newaxis, :])  # X' r in float64
+        beta = tf.cast(tf.linalg.matvec(tf.cast(self._XtX_inv, tf.float64), Xtr), m.dtype)
         e0 = m.y - m.offset - tf.linalg.matvec(m.X, beta)
         cross = tf.add_n(
             [
-                tf.einsum(
-                    "lk,clk->c",
-                    tf.math.unsorted_segment_sum(e0[:, tf.newaxis] * z, g.codes, g.n_levels),
-                    b,
+                _total(
+                    tf.reduce_sum(
+                        tf.math.unsorted_segment_sum(e0[:, tf.newaxis] * z, g.codes, g.n_levels)
+                        * b,
+                        -1,
+                    )
                 )
                 for b, z, g in zip(effects, m.z, m.gathers, strict=True)
             ]
-        )  # e0' Z b_c
-        zb_sq = tf.reduce_sum(tf.square(m.random_part(effects)), axis=-1)  # ||Z b_c||^2
-        rss = C * tf.reduce_sum(e0 * e0) - 2.0 * tf.reduce_sum(cross) + tf.reduce_sum(zb_sq)
+        )  # sum_c e0' Z b_c
+        zb_sq = _total(tf.square(m.random_part(effects)))  # sum_c ||Z b_c||^2
+        rss = C * precise_sum(e0 * e0) - 2.0 * cross + zb_sq
         return beta, rss
 
     def _px_regression(self, effects):
@@ -184,26 +193,46 @@ class EMKernel(ChunkedKernel):
         # the rows), two terms from their gathered columns (with the whole [K, C, n] W
         # materialised, this M-step cost 18 ms an iteration at 16 chains)
         w = [gather(b) * z for b, z, gather in zip(effects, m.z, m.gathers, strict=True)]
+        # every sum over rows or levels in float64 (_total): at 10M rows float32 einsums
+        # left the normal equations without a digit
         blocks = []
         for j, (b, A) in enumerate(zip(effects, self._A, strict=True)):
             row = []
-            for i in range(len(effects)):
+            for i, bi in enumerate(effects):
                 if i == j:
-                    row.append(tf.einsum("lab,cla,clb->ab", A, b, b))
+                    ka = range(b.shape[-1])
+                    block = [[_total(A[:, a, c] * b[..., a] * b[..., c]) for c in ka] for a in ka]
                 elif i < j:
                     row.append(tf.transpose(blocks[i][j]))
+                    continue
                 else:
-                    row.append(tf.einsum("cna,cnb->ab", w[j], w[i]))
+                    block = [
+                        [_total(w[j][..., a] * w[i][..., c]) for c in range(bi.shape[-1])]
+                        for a in range(b.shape[-1])
+                    ]
+                row.append(tf.stack([tf.stack(r) for r in block]))
             blocks.append(row)
         WtW = tf.concat([tf.concat(row, 1) for row in blocks], 0)
         XtW = tf.concat(
-            [tf.einsum("lkp,clk->pk", ztx, b) for ztx, b in zip(self._ZtX, effects, strict=True)], 1
+            [
+                tf.stack(
+                    [
+                        tf.stack([_total(ztx[:, k, q] * b[..., k]) for k in range(b.shape[-1])])
+                        for q in range(ztx.shape[-1])
+                    ]
+                )
+                for ztx, b in zip(self._ZtX, effects, strict=True)
+            ],
+            1,
         )
         ytW = tf.concat(
-            [tf.einsum("lk,clk->k", zty, b) for zty, b in zip(self._Zty, effects, strict=True)], 0
+            [
+                tf.stack([_total(zty[:, k] * b[..., k]) for k in range(b.shape[-1])])
+                for zty, b in zip(self._Zty, effects, strict=True)
+            ],
+            0,
         )
         C64 = tf.cast(C, tf.float64)
-        WtW, XtW, ytW = (tf.cast(t, tf.float64) for t in (WtW, XtW, ytW))
         M64 = tf.concat(
             [
                 tf.concat([C64 * self._XtX, XtW], 1),
@@ -223,7 +252,7 @@ class EMKernel(ChunkedKernel):
         for g in m.design.groupings:
             alpha.append(coef[at : at + g.k])
             at += g.k
-        return beta, alpha, tf.cast(rss64, dt)
+        return beta, alpha, rss64
 
     def _chunk(self, state, adapt, accumulate):
         n_iter = self.chunk_size  # static: one XLA compilation serves every chunk
@@ -279,7 +308,7 @@ class EMKernel(ChunkedKernel):
             effects, means, variances, beta, rss = self._m_step_location(
                 effects, means, variances, accumulate
             )
-            sigma2 = rss / (tf.cast(self.chains, dt) * tf.cast(tf.shape(m.y)[0], dt))
+            sigma2 = tf.cast(rss / (self.chains * float(m.design.nobs)), dt)  # rss: float64
             if self.fixed_sigma is not None:
                 sigma2 = st["sigma2"]
             covs = self._covariances(st, means, variances, accumulate)
@@ -288,7 +317,7 @@ class EMKernel(ChunkedKernel):
             [beta],
             covs,
             m.design.groupings,
-            [sigma2, rate, step, tf.reduce_mean(logp)],
+            [sigma2, rate, step, tf.cast(tf.reduce_mean(logp), dt)],
             effects,
             self.layout.traced,
         )

@@ -217,7 +217,7 @@ class GLMMKernel(ChunkedKernel):
                 [beta, cuts],
                 covs,
                 m.design.groupings,
-                [rate, step, tf.reduce_mean(logp)],
+                [rate, step, tf.cast(tf.reduce_mean(logp), dt)],
                 effects,
                 self.layout.traced,
             )

@@ -16,9 +16,11 @@ Target = Callable[[list[tf.Tensor]], tf.Tensor]
 
 
 def value_and_gradient(target: Target, x: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """The target in float64 (the log densities the acceptance test differences) and its
+    gradient in the positions' own dtype."""
     with tf.GradientTape() as tape:
         tape.watch(x)
-        value = target(x)
+        value = tf.cast(target(x), tf.float64)
     return value, tape.gradient(value, x)
 
 
@@ -36,7 +38,8 @@ def transition(
     exponential), and costs less to compile than ``Phi(z)``.
 
     Returns the new positions, the acceptance probability per chain, the target at the
-    new positions and its gradient there.
+    new positions (float64: at millions of rows a float32 log density has an ulp near 1,
+    which would corrupt the acceptance test) and its gradient there.
     """
     p0 = momenta
     eps = tf.cast(step_size, x[0].dtype)
@@ -60,19 +63,23 @@ def transition(
         return i + 1, xs, ps, logp, gs, logp0, g0
 
     n_chains = tf.shape(x[0])[0]
-    blank = tf.zeros([n_chains], x[0].dtype)
+    blank = tf.zeros([n_chains], tf.float64)
     zeros = [tf.zeros_like(xi) for xi in x]
     _, x1, p1, logp1, g1, logp0, g0 = tf.while_loop(
         lambda i, *_: i <= n_leapfrog,
         body,
         (tf.constant(0), x, p0, blank, zeros, blank, zeros),
     )
-    log_ratio = logp1 - kinetic(p1) - (logp0 - kinetic(p0))
+
+    def kinetic64(p):
+        return tf.cast(kinetic(p), tf.float64)
+
+    log_ratio = logp1 - kinetic64(p1) - (logp0 - kinetic64(p0))
     log_ratio = tf.where(
         tf.math.is_finite(log_ratio), log_ratio, tf.constant(-float("inf"), log_ratio.dtype)
     )
-    accept_prob = tf.exp(tf.minimum(log_ratio, 0.0))
-    log_u = -0.5 * tf.reduce_sum(tf.square(z_accept), axis=0)
+    accept_prob = tf.cast(tf.exp(tf.minimum(log_ratio, 0.0)), x[0].dtype)
+    log_u = tf.cast(-0.5 * tf.reduce_sum(tf.square(z_accept), axis=0), tf.float64)
     accept = log_u < tf.minimum(log_ratio, 0.0)
 
     def choose(new, old):

@@ -133,7 +133,7 @@ def whitened_transition(model: CompiledModel, params, factors, chains, step, n_l
         ]
 
     def target(us):
-        return model.log_prob(params, to_b(us))
+        return model.log_prob64(params, to_b(us))
 
     us, accept_prob, logp, grads = hmc.transition(
         target, to_u(chains), step, n_leapfrog, noise[:-1], noise[-1]
