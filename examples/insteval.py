@@ -7,7 +7,7 @@ instructors in 14 departments. As the tutorial: rename the columns, hold out 20%
 ratings, fit ``ratings ~ service + (1|students) + (1|instructors) + (1|departments)`` by
 Monte Carlo EM on the compiled TFP model, print the summary with the analytic check,
 compare with the exact ML fit, draw the objective, HMC traces, held-out residuals and
-effect histograms to PNG files, and report the held-out RMSE. ``--quick`` fits a 15%
+the caterpillar and residual panels to PNG files, and report the held-out RMSE. ``--quick`` fits a 15%
 subset with a shorter schedule (what the tests run). Ends by checking the exact ML fit of
 the full data against lme4 1.1-31.
 """

@@ -39,7 +39,8 @@ def test_insteval_walkthrough_quick(tmp_path):
         assert expected in text
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == [
-        "effects.png",
+        "caterpillar_instructors.png",
+        "diagnostics.png",
         "heldout_residuals.png",
         "objective.png",
         "traces_departments.png",
