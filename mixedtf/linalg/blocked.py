@@ -281,6 +281,10 @@ def factor_dense(
             G *= scale[None, :]
             S = G
         else:
+            # Lambda' G Lambda mixes G's two triangles, and only its lower one is valid
+            # (the Schur products form no more): mirror it first
+            upper = np.triu_indices(G.shape[0], 1)
+            G[upper] = G.T[upper]
             Lam = lambda_matrix(Ts, groupings, n_unscaled)
             S = np.ascontiguousarray((Lam.T @ (Lam.T @ G).T).T)
         S[diag, diag] += 1.0

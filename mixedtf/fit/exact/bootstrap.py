@@ -26,7 +26,7 @@ from mixedtf.linalg.batched import (
     fits_in_batch,
 )
 from mixedtf.linalg.blocked import CrossProducts, factorize, profiled_deviance
-from mixedtf.linalg.covariance import factors, lower_bounds, to_sdcor
+from mixedtf.linalg.covariance import factors, lower_bounds, n_theta, to_sdcor
 
 MAX_NEWTON_STEPS = 60
 
@@ -156,11 +156,16 @@ def _one_by_one(design: Design, responses: np.ndarray, reml: bool, theta0: np.nd
                 options={"ftol": 1e-12, "gtol": 1e-8},
             )
             f = factorize(cp, np.maximum(res.x, lower))
+            if f is None:  # no positive definite factor at the optimiser's end
+                out.append(None)
+                continue
             sigma = np.sqrt(f.pwrss() / (n - p if reml else n))
             out.append(
                 _lme4_parameters(design, factors(f.theta, design.groupings), sigma, f.beta())
             )
         except (np.linalg.LinAlgError, ValueError, TypeError):
             out.append(None)
-    size = next((v.size for v in out if v is not None), 0)
-    return np.array([np.full(size, np.nan) if v is None else v for v in out]).reshape(len(out), -1)
+    size = sum(n_theta(g.k) for g in design.groupings) + 1 + p  # SDs and correlations, sigma, beta
+    return np.array([np.full(size, np.nan) if v is None else v for v in out]).reshape(
+        len(out), size
+    )
