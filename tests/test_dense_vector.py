@@ -33,3 +33,28 @@ def test_dense_vector_terms_match_lme4(case):
     if not ref["singular"]:  # a singular fit's SDs and correlations sit on a flat ridge
         np.testing.assert_allclose(res.varcorr().sdcor, ref["sdcor"], rtol=2e-3)
         np.testing.assert_allclose(res.bse(), se, rtol=2e-3)
+
+
+SWEEP = reference("structure_sweep")
+
+
+@pytest.fixture(scope="module")
+def instevals():
+    d = mtf.datasets.load("InstEval").iloc[:4000]
+    # R: as.numeric(studage), as.numeric(lectage): the factor codes, 1-based
+    return d.assign(x=d.studage.cat.codes + 1.0, lec=d.lectage.cat.codes + 1.0)
+
+
+@pytest.mark.parametrize("case", [k for k in SWEEP if k != "software"])
+def test_model_structures_match_lme4(instevals, case):
+    # lmer(formula, InstEval[1:4000, ], REML): logLik, fixef, theta's names. b_ML ended on
+    # a local optimum at an edge before restart_edge (1.36 units low); c's factor inside
+    # || has a column per level, as R's expandDoubleVerts gives it
+    ref = SWEEP[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mtf.lmer(ref["formula"], instevals, REML=ref["REML"])
+    assert list(res.theta.index) == ref["theta_names"]
+    assert res.loglik == pytest.approx(ref["logLik"], abs=1e-3)
+    se = np.array(ref["std_error"])
+    assert np.all(np.abs(res.fixef().to_numpy() - ref["fixef"]) < 0.02 * se)

@@ -109,11 +109,19 @@ def test_numeric_grouping_labels_sort_numerically():
     assert build_design("y ~ (1|k)", df).groupings[0].levels == ("9", "10", "100")
 
 
-def test_uncorrelated_term_gives_one_block_per_column():
+def test_uncorrelated_term_gives_one_block_per_formula_term():
+    # lme4's expandDoubleVerts: (1 + x + f || g) is (1|g) + (0 + x|g) + (0 + f|g), and a
+    # factor's block has a column per level (correlated within it), as in R
     d = build_design("y ~ x + (1 + x + f || g)", _toy(n=24))
-    assert [g.name for g in d.groupings] == ["g", "g.1", "g.2", "g.3"]
-    assert [g.colnames for g in d.groupings] == [("(Intercept)",), ("x",), ("fmid",), ("fhi",)]
+    assert [g.name for g in d.groupings] == ["g", "g.1", "g.2"]
+    assert [g.colnames for g in d.groupings] == [("(Intercept)",), ("x",), ("flo", "fmid", "fhi")]
     assert not any(g.correlated for g in d.groupings)
+    inter = build_design("y ~ x + (0 + x * f || g)", _toy(n=24))
+    assert [g.colnames for g in inter.groupings] == [
+        ("x",),
+        ("flo", "fmid", "fhi"),
+        ("x:flo", "x:fmid", "x:fhi"),  # R: colnames(model.matrix(~ 0 + x:f))
+    ]
 
 
 def test_factor_in_random_term_uses_r_names():

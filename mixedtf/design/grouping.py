@@ -121,31 +121,45 @@ def term_columns(
     )
 
 
+def uncorrelated_parts(term: RandomTerm) -> list[RandomTerm]:
+    """lme4's ``expandDoubleVerts``: ``(x + z || g)`` is ``(1 | g) + (0 + x | g) +
+    (0 + z | g)``, one block per *formula term* (``x*z`` gives ``x``, ``z`` and ``x:z``);
+    a factor's block has a column per level, correlated within it, as in R. A ``|``
+    term is itself."""
+    if term.correlated:
+        return [term]
+    parts = [replace(term, covariates=())] if term.intercept else []
+    if term.covariates:
+        from formulaic import Formula as Terms
+
+        labels = [str(t) for t in Terms("0 + " + " + ".join(term.covariates))]
+        parts += [replace(term, intercept=False, covariates=(label,)) for label in labels]
+    return parts
+
+
 def build_groupings(terms: tuple[RandomTerm, ...], frame: pd.DataFrame) -> list[GroupingSpec]:
     """Grouping specs for ``terms`` in lme4's order with lme4's group names.
 
-    ``||`` terms are split into one block per column. As lme4's ``mkReTrms``, blocks are
+    ``||`` terms are split as lme4 splits them (:func:`uncorrelated_parts`). As lme4's ``mkReTrms``, blocks are
     reordered by decreasing number of levels when any later block has more levels than
     an earlier one (``rev(order(nl))``), and duplicate factor names are made unique.
     """
     blocks: list[GroupingSpec] = []
     for term in terms:
         codes, levels = factor_levels(frame, term.factors)
-        z, colnames, spec = term_columns(term, frame)
-        columns = (
-            [tuple(range(z.shape[1]))] if term.correlated else [(c,) for c in range(z.shape[1])]
-        )
-        for index in columns:
+        for part in uncorrelated_parts(term):
+            z, colnames, spec = term_columns(part, frame)
+            index = tuple(range(z.shape[1]))
             blocks.append(
                 GroupingSpec(
                     name=term.group,
                     factor=term.group,
                     levels=levels,
                     codes=codes,
-                    z=z[:, list(index)],
-                    colnames=tuple(colnames[c] for c in index),
+                    z=z,
+                    colnames=colnames,
                     correlated=term.correlated,
-                    term=term,
+                    term=part,
                     column_spec=spec,
                     column_index=index,
                 )

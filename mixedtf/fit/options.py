@@ -64,6 +64,9 @@ class ExactOptions:
         max_dense_bytes: bound on one dense ``r x r`` float64 block of the factor.
         profile_tail: with three or more terms, optimise the first two terms' theta and
             profile the small trailing terms out; None decides by size.
+        restart_edge: lme4's ``restart_edge``: when the optimum has a factor's diagonal at
+            0, optimise again from it with those diagonals at 0.5 and keep the better
+            optimum (a boundary can hold a local optimum).
     """
 
     start: Any = None
@@ -71,12 +74,14 @@ class ExactOptions:
     tolerance: float | None = None
     max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES
     profile_tail: bool | None = None
+    restart_edge: bool = True
 
     def __post_init__(self) -> None:
         _positive_int("max_evaluations", self.max_evaluations)
         _positive("tolerance", self.tolerance, allow_none=True)
         _positive_int("max_dense_bytes", self.max_dense_bytes)
         _flag("profile_tail", self.profile_tail, allow_none=True)
+        _flag("restart_edge", self.restart_edge)
         if self.start is not None:
             start = np.asarray(self.start, dtype=np.float64).ravel()
             if not np.all(np.isfinite(start)):

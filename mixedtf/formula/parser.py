@@ -4,7 +4,7 @@
 top-level ``+``/``-`` into fixed pieces (handed to formulaic as text) and random
 terms ``(lhs | group)``. Nesting follows lme4's ``expandSlash``: ``(1 | a/b)`` becomes
 ``(1 | b:a) + (1 | a)``; ``(x || g)`` stays one term marked uncorrelated, which the
-design builder splits into one diagonal block per column.
+design builder splits as lme4's ``expandDoubleVerts``: one block per formula term.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ class RandomTerm:
         group: lme4's name of the grouping factor, e.g. ``"Subject"`` or ``"cask:batch"``.
         factors: the data columns whose interaction forms the grouping factor,
             first one varying slowest (``("cask", "batch")`` for ``cask:batch``).
-        correlated: ``False`` for ``||`` terms: one diagonal block per column.
+        correlated: ``False`` for ``||`` terms: one block per formula term (lme4).
         source: the original text of the term, for messages.
     """
 
