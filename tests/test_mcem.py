@@ -205,3 +205,14 @@ def test_traced_levels_by_count_or_by_label(sleepstudy):
         traced_levels(design, {"Subject": ["999"]})
     with pytest.raises(mtf.OptionError, match="trace_levels must be >= 0"):
         MCEMOptions(trace_levels=-1)
+
+
+def test_check_against_a_singular_exact_fit():
+    # the exact ML optimum has SD(dept) = 0 (lme4 too: isSingular); the check's relative
+    # difference is NaN there, not a ZeroDivisionError
+    d = mtf.datasets.load("InstEval").iloc[:3000]
+    res = mtf.MixedLM.from_formula("y ~ service + (service|d) + (1|dept)", d).fit(
+        seed=1, progress=False, check=True, max_iterations=20, burnin=5, min_averaged=10
+    )
+    row = res.check.table.set_index("parameter").loc["sd:dept:(Intercept)"]
+    assert row.exact == 0.0 and np.isnan(row.rel_diff)

@@ -49,7 +49,7 @@ def analytic_check(
                     a.sdcor,
                     b.sdcor,
                     a.sdcor - b.sdcor,
-                    a.sdcor / b.sdcor - 1,
+                    a.sdcor / b.sdcor - 1 if b.sdcor > 0 else np.nan,  # a singular exact fit
                     (a.sdcor - b.sdcor) / se,
                 )
             )
