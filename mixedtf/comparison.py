@@ -17,7 +17,7 @@ from mixedtf.errors import ModelComparisonError
 from mixedtf.formula.rsyntax import r_deparse
 from mixedtf.linalg.covariance import to_sdcor
 from mixedtf.results import MixedLMResults
-from mixedtf.results.inference import REFIT_INTERVALS, _select
+from mixedtf.results.inference import REFITS, _select
 from mixedtf.update import update
 
 __all__ = ["anova", "bootstrap", "confint", "drop1", "profile"]
@@ -274,4 +274,4 @@ def _registered(res, method, level, parm, nsim, seed):
     return confint(res, method=method, level=level, parm=parm, nsim=nsim, seed=seed)
 
 
-REFIT_INTERVALS.update(profile=_registered, boot=_registered)
+REFITS.update(profile=_registered, boot=_registered)

@@ -22,7 +22,7 @@ from mixedtf.design.response import check_response
 from mixedtf.errors import DesignError
 from mixedtf.fit import fit
 from mixedtf.results import MixedLMResults
-from mixedtf.results.inference import REFIT_NULL_MODEL
+from mixedtf.results.inference import REFITS
 
 __all__ = ["refit", "update"]
 
@@ -121,13 +121,9 @@ def _expand_dots(formula: str, design: Design) -> str:
 
 
 def null_model(res: MixedLMResults) -> MixedLMResults:
-    """``insight::null_model``: an intercept as the only fixed effect, the rest of the
-    design (random terms, family, offset, weights) and the fit's method kept."""
-    design = res.design
-    ones = np.ones((design.nobs, 1))
-    null = replace(design, X=ones, fixed_names=("(Intercept)",), fixed_keep=(0,))
-    method, options = _method(res)
-    return fit(null, method, options, res.fit_info.seed, False)
+    """``insight::null_model``: ``update(m, y ~ 1 + offsets + random terms)``, the
+    fit's data, weights, family and method kept."""
+    return update(res, str(replace(res.design.formula, fixed="1")), progress=False)
 
 
-REFIT_NULL_MODEL["fit"] = null_model
+REFITS["null_model"] = null_model

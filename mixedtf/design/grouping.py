@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from formulaic import Formula as Terms
 from formulaic import ModelSpec
 
 from mixedtf.design.data import EVAL_CONTEXT
@@ -130,8 +131,6 @@ def uncorrelated_parts(term: RandomTerm) -> list[RandomTerm]:
         return [term]
     parts = [replace(term, covariates=())] if term.intercept else []
     if term.covariates:
-        from formulaic import Formula as Terms
-
         labels = [str(t) for t in Terms("0 + " + " + ".join(term.covariates))]
         parts += [replace(term, intercept=False, covariates=(label,)) for label in labels]
     return parts

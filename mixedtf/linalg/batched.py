@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mixedtf.design import Design, GroupingSpec
-from mixedtf.linalg.covariance import n_theta
+from mixedtf.linalg.blocked import CrossProducts, dense_size
+from mixedtf.linalg.covariance import factors
 from mixedtf.linalg.sparse import z_matrix
 
 MAX_BATCH_ENTRIES = 2_000_000  # entries of the per-replicate dense C_b held at once
@@ -47,56 +48,37 @@ class BatchedCrossProducts:
     @classmethod
     def build(cls, design: Design, responses: np.ndarray) -> BatchedCrossProducts:
         """``responses``: ``B x n``, on the response scale of ``design`` (its offset and
-        prior weights are applied here as in the single fit)."""
+        prior weights are applied here as in the single fit). The blocks without ``y``
+        are the design's own :class:`~mixedtf.linalg.blocked.CrossProducts`; the ``y``
+        rows are two sparse products with all responses at once."""
+        cp = CrossProducts.build(design, schur_map=False)
         s = 1.0 if design.prior_weights is None else np.sqrt(design.prior_weights)
         Y = (np.asarray(responses, dtype=np.float64) - design.offset) * s
-        design = design.whitened()
-        first, rest = design.groupings[0], design.groupings[1:]
-        n, p = design.X.shape
-        q_rest = sum(g.n_levels * g.k for g in rest)
-        F = np.column_stack([z_matrix(rest, n).toarray(), design.X])  # n x (r - 1)
-        zz = first.z[:, :, None] * first.z[:, None, :]
-        A11 = np.zeros((first.n_levels, first.k, first.k))
-        np.add.at(A11, first.codes, zz)
-        B, r = Y.shape[0], q_rest + p + 1
-
-        def per_level(values: np.ndarray) -> np.ndarray:  # rows x n -> rows x L1 x k1
-            out = np.zeros((values.shape[0], first.n_levels, first.k))
-            for col in range(first.k):
-                for row in range(values.shape[0]):
-                    out[row, :, col] = np.bincount(
-                        first.codes, values[row] * first.z[:, col], minlength=first.n_levels
-                    )
-            return out
-
+        rows = design.whitened()
+        first, rest = rows.groupings[0], rows.groupings[1:]
+        B, r = Y.shape[0], cp.r
         C = np.empty((B, r, first.n_levels, first.k))
-        C[:, :-1] = per_level(F.T)
-        C[:, -1] = per_level(Y)
+        C[:, :-1] = cp.AR1[:-1].toarray().reshape(r - 1, first.n_levels, first.k)
+        ZtY = z_matrix((first,), rows.nobs).T @ Y.T  # q1 x B
+        C[:, -1] = ZtY.T.reshape(B, first.n_levels, first.k)
+        FtY = np.vstack([z_matrix(rest, rows.nobs).T @ Y.T, rows.X.T @ Y.T])  # (r - 1) x B
         ARR = np.empty((B, r, r))
-        ARR[:, :-1, :-1] = F.T @ F
-        ARR[:, :-1, -1] = ARR[:, -1, :-1] = Y @ F
+        ARR[:, :-1, :-1] = cp.ARR[:-1, :-1]
+        ARR[:, :-1, -1] = ARR[:, -1, :-1] = FtY.T
         ARR[:, -1, -1] = np.einsum("bi,bi->b", Y, Y)
-        return cls(design.groupings, n, p, q_rest, A11, C, ARR)
+        return cls(cp.groupings, cp.n, cp.p, cp.q_rest, cp.A11, C, ARR)
 
 
 def fits_in_batch(design: Design) -> bool:
     """Whether one replicate's dense ``C_b`` is small enough to batch."""
     first = design.groupings[0]
-    r = sum(g.n_levels * g.k for g in design.groupings[1:]) + design.X.shape[1] + 1
-    return r * first.n_levels * first.k <= MAX_BATCH_ENTRIES // 16
+    return dense_size(design) * first.n_levels * first.k <= MAX_BATCH_ENTRIES // 16
 
 
-def batched_factors(Theta: np.ndarray, groupings: tuple[GroupingSpec, ...]) -> list[np.ndarray]:
-    """Each term's ``B x k x k`` lower-triangular ``T_j`` from the rows of ``Theta``."""
-    out, at = [], 0
-    for g in groupings:
-        rows, cols = np.tril_indices(g.k)
-        order = np.lexsort((rows, cols))  # column-major lower triangle, as lme4
-        T = np.zeros((Theta.shape[0], g.k, g.k))
-        T[:, rows[order], cols[order]] = Theta[:, at : at + n_theta(g.k)]
-        out.append(T)
-        at += n_theta(g.k)
-    return out
+def batch_size(design: Design) -> int:
+    """Replicates factored together: ``MAX_BATCH_ENTRIES`` entries of ``C_b`` at most."""
+    first = design.groupings[0]
+    return max(1, MAX_BATCH_ENTRIES // (dense_size(design) * first.n_levels * first.k))
 
 
 def _lambda_rest(Ts: list[np.ndarray], groupings, r: int) -> np.ndarray:
@@ -155,7 +137,7 @@ def factorize_batch(
 ) -> BatchedFactor:
     """The factors of replicates ``which`` (indices into the responses), replicate
     ``which[i]`` at ``Theta[i]``."""
-    Ts = batched_factors(Theta, bcp.groupings)
+    Ts = factors(Theta, bcp.groupings)
     T1, k1 = Ts[0], Ts[0].shape[1]
     M = np.swapaxes(T1, 1, 2)[:, None] @ bcp.A11[None] @ T1[:, None] + np.eye(k1)
     L11, ok1 = _cholesky(M.reshape(-1, k1, k1))

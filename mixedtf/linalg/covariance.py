@@ -40,13 +40,15 @@ def lower_bounds(groupings: tuple[GroupingSpec, ...]) -> np.ndarray:
 
 
 def factors(theta: np.ndarray, groupings: tuple[GroupingSpec, ...]) -> list[np.ndarray]:
-    """The lower-triangular ``T_j`` of every grouping from ``theta``."""
+    """The lower-triangular ``T_j`` of every grouping from ``theta`` (``[..., m]``: leading
+    axes, as a batch of thetas, give ``[..., k, k]`` factors)."""
+    theta = np.asarray(theta, dtype=np.float64)
     out, at = [], 0
     for g in groupings:
-        T = np.zeros((g.k, g.k))
+        T = np.zeros((*theta.shape[:-1], g.k, g.k))
         rows, cols = np.tril_indices(g.k)
         order = np.lexsort((rows, cols))  # column-major lower triangle, as lme4
-        T[rows[order], cols[order]] = theta[at : at + n_theta(g.k)]
+        T[..., rows[order], cols[order]] = theta[..., at : at + n_theta(g.k)]
         out.append(T)
         at += n_theta(g.k)
     return out

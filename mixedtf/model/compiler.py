@@ -30,7 +30,7 @@ from mixedtf.errors import FamilyError
 from mixedtf.model.family import Likelihood, likelihood_of
 from mixedtf.model.gather import LevelGather, choose_mode
 from mixedtf.model.parameters import Parameter, node_name, parameter_table, scale_name
-from mixedtf.model.reductions import precise_sum
+from mixedtf.model.reductions import normal_log_density
 
 tfd = tfp.distributions
 
@@ -137,28 +137,16 @@ class CompiledModel:
             scale = params[scale_name(g)]
             if g.k == 1:
                 u = b[..., 0] / scale
-                total += _normal_log_density(u * u, g.n_levels, tf.math.log(scale))
+                total += normal_log_density(u * u, g.n_levels, tf.math.log(scale))
             else:
                 shape = tf.concat([tf.shape(b)[:-1], [g.k, g.k]], 0)
                 u = tf.linalg.triangular_solve(
                     tf.broadcast_to(scale, shape), b[..., tf.newaxis], lower=True
                 )[..., 0]
                 log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(scale)))
-                total += _normal_log_density(tf.reduce_sum(u * u, -1), g.n_levels, log_det, g.k)
+                total += normal_log_density(tf.reduce_sum(u * u, -1), g.n_levels, log_det, g.k)
         eta = self.linear_predictor(params["beta"], list(effects))
         return total + self.family.log_likelihood64(eta, params, self.y, self.trials)
-
-
-def _normal_log_density(
-    squares: tf.Tensor, count: int, log_det: tf.Tensor, dims: int = 1
-) -> tf.Tensor:
-    """``count`` independent ``dims``-variate normals with whitened squares ``squares``
-    (summed over all but the last axis) and ``log|scale| = log_det``:
-    ``-0.5 sum(squares) - count (log_det + dims log(2 pi) / 2)``, in float64."""
-    log_2pi = tf.constant(np.log(2.0 * np.pi), tf.float64)
-    return -0.5 * precise_sum(squares) - count * (
-        tf.cast(log_det, tf.float64) + 0.5 * dims * log_2pi
-    )
 
 
 def response_arrays(design: Design) -> tuple[np.ndarray, np.ndarray | None]:

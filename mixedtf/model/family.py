@@ -26,7 +26,7 @@ import tensorflow_probability as tfp
 
 from mixedtf import families
 from mixedtf.errors import FamilyError
-from mixedtf.model.reductions import precise_sum
+from mixedtf.model.reductions import normal_log_density
 
 tfd = tfp.distributions
 
@@ -101,13 +101,8 @@ class GaussianLikelihood(Likelihood):
         return tfd.Independent(tfd.Normal(eta, sigma), reinterpreted_batch_ndims=1)
 
     def log_likelihood64(self, eta, params, y, trials=None) -> tf.Tensor:
-        sigma = params["sigma"]
-        r = (y - eta) / sigma
-        n = y.shape[-1]
-        log_2pi = tf.constant(np.log(2.0 * np.pi), tf.float64)
-        return -0.5 * precise_sum(r * r) - n * (
-            tf.cast(tf.math.log(sigma), tf.float64) + 0.5 * log_2pi
-        )
+        r = (y - eta) / params["sigma"]
+        return normal_log_density(r * r, y.shape[-1], tf.math.log(params["sigma"]))
 
 
 def inverse_link(link: str, eta: tf.Tensor) -> tf.Tensor:

@@ -10,6 +10,7 @@ stays near float32's epsilon, and there are few blocks.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 BLOCK = 4096
@@ -29,3 +30,15 @@ def precise_sum(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
         x = tf.concat([x, tf.zeros(tf.concat([tf.shape(x)[:-1], [pad]], 0), x.dtype)], -1)
     blocks = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [(n + pad) // BLOCK, BLOCK]], 0))
     return tf.reduce_sum(tf.cast(tf.reduce_sum(blocks, -1), tf.float64), -1)
+
+
+def normal_log_density(
+    squares: tf.Tensor, count: int, log_det: tf.Tensor, dims: int = 1
+) -> tf.Tensor:
+    """``count`` independent ``dims``-variate normals with whitened squares ``squares``
+    (summed over all but the last axis) and ``log|scale| = log_det``:
+    ``-0.5 sum(squares) - count (log_det + dims log(2 pi) / 2)``, in float64."""
+    log_2pi = tf.constant(np.log(2.0 * np.pi), tf.float64)
+    return -0.5 * precise_sum(squares) - count * (
+        tf.cast(log_det, tf.float64) + 0.5 * dims * log_2pi
+    )

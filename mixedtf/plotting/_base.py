@@ -69,22 +69,19 @@ def new_grid(n: int, figsize_per: tuple[float, float] = (4.0, 3.4), ncols: int |
     return fig, axes[:n]
 
 
-def label_levels(ax: Any, positions: np.ndarray, labels: list[str], axis: str = "y") -> None:
-    """Level names as tick labels at ``positions``, thinned to every k-th so that they do
-    not overlap at the axes' size (none when even one per 8 points would collide)."""
+def label_levels(ax: Any, positions: np.ndarray, labels: list[str]) -> None:
+    """Level names as y tick labels at ``positions``, thinned to every k-th so that they
+    do not overlap at the axes' height (none when even one per 8 points would collide)."""
     ax.figure.canvas.draw()  # the axes' size in display units
-    box = ax.get_window_extent()
-    length_pt = (box.height if axis == "y" else box.width) * 72.0 / ax.figure.dpi
+    height_pt = ax.get_window_extent().height * 72.0 / ax.figure.dpi
     fontsize = 7.0
-    per_label = fontsize * 1.5 if axis == "y" else fontsize * 0.6 * max(map(len, labels), default=1)
-    room = max(int(length_pt / per_label), 1)
-    step = int(np.ceil(len(labels) / room))
-    set_ticks = ax.set_yticks if axis == "y" else ax.set_xticks
+    room = max(int(height_pt / (1.5 * fontsize)), 1)
     if len(labels) > 8 * room:
-        set_ticks([])
+        ax.set_yticks([])
         return
-    set_ticks(positions[::step], [labels[i] for i in range(0, len(labels), step)])
-    ax.tick_params(axis=axis, labelsize=fontsize)
+    step = int(np.ceil(len(labels) / room))
+    ax.set_yticks(positions[::step], labels[::step])
+    ax.tick_params(axis="y", labelsize=fontsize)
 
 
 def normal_quantiles(n: int) -> np.ndarray:

@@ -81,31 +81,31 @@ def _points(ax: Any, x, y, n: int) -> None:
     ax.plot(x, y, "o", color=BLUE, ms=2.5 if n < 2000 else 1, alpha=0.6 if n < 2000 else 0.25)
 
 
+def _against_fitted(res: Any, values: np.ndarray, ax: Any, ylabel: str, title: str):
+    """``values`` per row against the fitted values, with a running mean."""
+    fitted = res.fitted().to_numpy()
+    ax = new_axes(ax)
+    _points(ax, fitted, values, values.size)
+    ax.plot(*_smooth(fitted, values), color=INK, lw=1.5)
+    ax.set_xlabel("fitted")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return ax
+
+
 def plot_resid_fitted(res: Any, ax: Any = None):
     """Pearson residuals against fitted values (``plot(m)``), with a running mean."""
-    fitted, r = res.fitted().to_numpy(), pearson_residuals(res).to_numpy()
-    ax = new_axes(ax)
-    _points(ax, fitted, r, r.size)
+    r = pearson_residuals(res).to_numpy()
+    ax = _against_fitted(res, r, ax, "Pearson residual", "Residuals vs fitted")
     ax.axhline(0.0, color=VERMILION, lw=0.8, ls="--")
-    ax.plot(*_smooth(fitted, r), color=INK, lw=1.5)
-    ax.set_xlabel("fitted")
-    ax.set_ylabel("Pearson residual")
-    ax.set_title("Residuals vs fitted")
     return ax
 
 
 def plot_scale_location(res: Any, ax: Any = None):
     """``sqrt(|standardised residual|)`` against fitted values: a flat band is constant
     variance (standardised: Pearson over sigma for families with a scale)."""
-    fitted = res.fitted().to_numpy()
     s = np.sqrt(np.abs(_standardised(res)))
-    ax = new_axes(ax)
-    _points(ax, fitted, s, s.size)
-    ax.plot(*_smooth(fitted, s), color=INK, lw=1.5)
-    ax.set_xlabel("fitted")
-    ax.set_ylabel("sqrt(|standardised residual|)")
-    ax.set_title("Scale-location")
-    return ax
+    return _against_fitted(res, s, ax, "sqrt(|standardised residual|)", "Scale-location")
 
 
 def plot_qq(res: Any, ax: Any = None):

@@ -17,9 +17,10 @@ from mixedtf.errors import ModelComparisonError, OptionError
 from mixedtf.linalg.covariance import lower_bounds, sdcor_names
 from mixedtf.results.prediction import category_probabilities, random_part
 
-# Interval methods that refit the model, registered by the layer above that can refit
-# (mixedtf.comparison): the results layer never imports the estimators.
-REFIT_INTERVALS: dict[str, Any] = {}
+# What needs a refit, registered by the layers above that can refit: the interval methods
+# "profile" and "boot" (mixedtf.comparison) and "null_model" (mixedtf.update). The
+# results layer never imports the estimators.
+REFITS: dict[str, Any] = {}
 
 
 def coef(res: Any) -> dict[str, pd.DataFrame]:
@@ -232,17 +233,12 @@ def distribution_variance(res: Any) -> float:
     )
 
 
-# Fits the null model y ~ 1 + (random terms) by the method of a fit; registered by the
-# layer that can refit (mixedtf.update).
-REFIT_NULL_MODEL: dict[str, Any] = {}
-
-
 def null_model(res: Any) -> Any:
     """``insight::null_model``: the fit's random terms, its family, offset and weights, an
     intercept as the only fixed effect, refitted by the fit's method."""
-    if "fit" not in REFIT_NULL_MODEL:
+    if "null_model" not in REFITS:
         raise ModelComparisonError("refitting needs mixedtf.update; import mixedtf first.")
-    return REFIT_NULL_MODEL["fit"](res)
+    return REFITS["null_model"](res)
 
 
 def r2(res: Any) -> dict[str, float]:

@@ -357,16 +357,15 @@ class MixedLMResults:
         ``oldNames = FALSE`` (``sd_(Intercept)|Subject``, ``cor_...``, ``sigma``, the fixed
         effects), columns ``2.5 %``, ``97.5 %``.
 
-        ``method="profile"`` (lme4's default; exact Gaussian fits and binomial/Poisson
-        Laplace fits), ``"boot"`` (parametric bootstrap, percentile; ``nsim``, ``seed``) or
+        ``method="profile"`` (lme4's default; exact Gaussian fits and binomial, Poisson
+        and negative binomial Laplace fits), ``"boot"`` (parametric bootstrap, percentile; ``nsim``, ``seed``) or
         ``"wald"`` (the fixed effects, NaN for the variance parameters). Profile and
         bootstrap refit the model (:func:`mixedtf.confint`)."""
         if method == "wald":
             return inference.wald_confint(self, level, parm)
-        refit_intervals = inference.REFIT_INTERVALS.get(method)
-        if refit_intervals is None:
+        if method not in ("profile", "boot"):
             raise OptionError(f"method must be 'profile', 'boot' or 'wald'; got {method!r}.")
-        return refit_intervals(self, method, level, parm, nsim, seed)
+        return inference.REFITS[method](self, method, level, parm, nsim, seed)
 
     def simulate(
         self,

@@ -19,9 +19,8 @@ from scipy.optimize import Bounds, minimize
 
 from mixedtf.design import Design
 from mixedtf.linalg.batched import (
-    MAX_BATCH_ENTRIES,
     BatchedCrossProducts,
-    batched_factors,
+    batch_size,
     factorize_batch,
     fits_in_batch,
 )
@@ -45,9 +44,7 @@ def exact_refits(
     responses = np.asarray(responses, dtype=np.float64)
     if not fits_in_batch(design):
         return _one_by_one(design, responses, reml, theta0)
-    first = design.groupings[0]
-    r = sum(g.n_levels * g.k for g in design.groupings[1:]) + design.X.shape[1] + 1
-    chunk = max(1, MAX_BATCH_ENTRIES // (r * first.n_levels * first.k))
+    chunk = batch_size(design)
     out = [
         _batched(design, responses[at : at + chunk], reml, theta0)
         for at in range(0, responses.shape[0], chunk)
@@ -63,7 +60,7 @@ def _batched(design: Design, responses: np.ndarray, reml: bool, theta0: np.ndarr
     factor = factorize_batch(bcp, Theta, everyone)
     sigma = np.sqrt(factor.pwrss / (n - p if reml else n))
     beta = factor.beta(bcp.q_rest)
-    Ts = batched_factors(Theta, design.groupings)
+    Ts = factors(Theta, design.groupings)
     out = np.array(
         [_lme4_parameters(design, [T[b] for T in Ts], sigma[b], beta[b]) for b in everyone]
     )
