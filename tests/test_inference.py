@@ -407,3 +407,23 @@ def test_batched_bootstrap_refits_are_the_one_by_one_optimum(formula, data, reml
     regular = (single[:, sds] > 1e-2 * scale[sds]).all(axis=1)
     assert regular.sum() >= len(sims) // 2
     assert np.all(np.abs(batched - single)[regular] <= 2e-3 * scale)
+
+
+def test_bad_profile_and_bootstrap_arguments_are_named(m):
+    with pytest.raises(mtf.ModelComparisonError, match=r"level must be in \(0, 1\); got 95"):
+        mtf.profile(m, level=95)
+    with pytest.raises(mtf.ModelComparisonError, match="nsim must be a positive number"):
+        mtf.bootstrap(m, nsim=0)
+    mcem = mtf.glmer(  # profiles are for exact and Laplace fits
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        mtf.datasets.load("cbpp"),
+        family="binomial",
+        method="mcem",
+        seed=1,
+        progress=False,
+        max_iterations=25,
+        burnin=5,
+        min_averaged=10,
+    )
+    with pytest.raises(mtf.ModelComparisonError, match="Use method='boot'"):
+        mtf.profile(mcem)

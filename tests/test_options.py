@@ -154,3 +154,9 @@ def test_option_objects_are_frozen_and_resolved_per_family():
         opts.burnin = 10  # type: ignore[misc]
     assert make_options("ml", "gaussian", ExactOptions(max_evaluations=5)).max_evaluations == 5
     assert make_options("laplace", "poisson", {"nAGQ": 3}) == LaplaceOptions(n_agq=3)
+
+
+def test_restart_edge_must_be_a_flag():
+    with pytest.raises(mtf.OptionError, match="restart_edge"):
+        ExactOptions(restart_edge="yes")
+    assert ExactOptions().restart_edge is True

@@ -244,3 +244,19 @@ def test_mcem_diagnostics(sleep_mcem):
     fig = plotting.plot_mcem(sleep_mcem)
     np.testing.assert_array_equal(fig.axes[1].lines[0].get_ydata(), trace["accept"])
     np.testing.assert_array_equal(fig.axes[2].lines[0].get_ydata(), trace["step_size"])
+
+
+def test_bad_plot_arguments_are_named(sleep_reml, sleepstudy):
+    with pytest.raises(
+        mtf.OptionError, match=r"group must be one of the grouping factors \['Subject'\]"
+    ):
+        plotting.plot_caterpillar(sleep_reml, "Days")
+    with pytest.raises(mtf.OptionError, match="level must be in"):
+        plotting.plot_qqcaterpillar(sleep_reml, level=95)
+    with pytest.raises(mtf.OptionError, match="terms must be columns of the grouping"):
+        plotting.plot_shrinkage(sleep_reml, terms=("(Intercept)", "Hours"))
+    draws = mtf.bootstrap(sleep_reml, nsim=20, seed=1)
+    with pytest.raises(mtf.OptionError, match="level must be in"):
+        plotting.plot_bootstrap(draws, level=1.5)
+    with pytest.raises(mtf.OptionError, match="only Monte Carlo EM fits"):
+        plotting.plot_parameters(sleep_reml)
