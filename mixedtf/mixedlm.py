@@ -121,11 +121,9 @@ class MixedLM:
         """
         return fit_design(self.design_for(data), method, options, seed, progress)
 
-    def compile(self, data: Any = None, dtype: str = "float64"):
-        """The model compiled for TensorFlow (:class:`mixedtf.model.CompiledModel`), its
-        parameters starting where MCEM starts."""
-        import tensorflow as tf
-
+    def compile(self, data: Any = None, dtype: str = "float64", backend: str = "tensorflow"):
+        """The model compiled for an array backend (:class:`mixedtf.model.CompiledModel`;
+        ``"tensorflow"`` or ``"jax"``), its parameters starting where MCEM starts."""
         from mixedtf.fit.start import mcem_start
         from mixedtf.model import compile_model
 
@@ -139,7 +137,7 @@ class MixedLM:
             init[names[design.family]] = float(np.exp(start.cuts[0]))
         elif start.cuts is not None and start.cuts.size:
             init["cutpoints"] = start.cuts
-        return compile_model(design, dtype=tf.as_dtype(dtype), init=init)
+        return compile_model(design, dtype=dtype, init=init, backend=backend)
 
     def joint_distribution(self, params: dict | None = None, data: Any = None):
         """The model as a TFP ``JointDistributionNamed`` at ``params`` (constrained values keyed

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from mixedtf.fit.mcem import hmc
 from mixedtf.fit.mcem.kernel import iteration_noise
+from mixedtf.model.backend import tf_ops
 
 
 def test_transition_leaves_a_gaussian_invariant():
@@ -29,10 +30,10 @@ def test_transition_leaves_a_gaussian_invariant():
     def run(x):
         def body(i, x, total, total_sq, accepted):
             z = iteration_noise(
-                tf.constant([3, 11], tf.int32), i, [[chains, d], [2, chains]], tf.float64
+                tf_ops, tf.constant([3, 11], tf.int32), i, [[chains, d], [2, chains]], tf.float64
             )
             (x,), prob, _, _ = hmc.transition(
-                target, [x], tf.constant(0.35, tf.float64), 4, z[:1], z[1]
+                tf_ops, target, [x], tf.constant(0.35, tf.float64), 4, z[:1], z[1]
             )
             on = tf.cast(i >= 50, tf.float64)
             return (

@@ -19,6 +19,7 @@ from mixedtf.design import build_design
 from mixedtf.fit.mcem.joint_move import joint_move, nested_pairs, pair_noise_shapes
 from mixedtf.fit.mcem.kernel import iteration_noise, level_factors, whitened_transition
 from mixedtf.model import compile_model
+from mixedtf.model.backend import tf_ops
 
 
 def _nested_frame() -> pd.DataFrame:
@@ -138,7 +139,7 @@ def test_conditional_means_from_the_transition_gradient():
         acc = np.zeros((g.n_levels, g.k, g.k))
         np.add.at(acc, g.codes, g.z[:, :, None] * g.z[:, None, :])
         A.append(tf.constant(acc / sigma2))
-    factors = level_factors(A, [tf.constant(c) for c in covs], design.groupings)
+    factors = level_factors(tf_ops, A, [tf.constant(c) for c in covs], design.groupings)
     params = {
         "beta": tf.constant(beta),
         "sigma": tf.constant(np.sqrt(sigma2)),
@@ -174,13 +175,13 @@ def test_pairs_found_where_a_term_nests_in_a_few_level_one():
 def test_iteration_noise_is_keyed_by_seed_and_iteration():
     seed = tf.constant([7, 12345], tf.int32)
     shapes = [[3, 4, 1], [2, 3]]
-    one = iteration_noise(seed, tf.constant(5), shapes, tf.float64)
-    again = iteration_noise(seed, tf.constant(5), shapes, tf.float64)
-    other = iteration_noise(seed, tf.constant(6), shapes, tf.float64)
+    one = iteration_noise(tf_ops, seed, tf.constant(5), shapes, tf.float64)
+    again = iteration_noise(tf_ops, seed, tf.constant(5), shapes, tf.float64)
+    other = iteration_noise(tf_ops, seed, tf.constant(6), shapes, tf.float64)
     assert [t.shape for t in one] == [(3, 4, 1), (2, 3)]
     np.testing.assert_array_equal(one[0].numpy(), again[0].numpy())
     assert not np.allclose(one[0].numpy(), other[0].numpy())
-    z = iteration_noise(seed, tf.constant(0), [[2, 50_000]], tf.float64)[0].numpy()
+    z = iteration_noise(tf_ops, seed, tf.constant(0), [[2, 50_000]], tf.float64)[0].numpy()
     # the acceptance test's uniform, exp(-(z1^2 + z2^2) / 2)
     u = np.exp(-0.5 * (z**2).sum(0))
     assert abs(u.mean() - 0.5) < 0.005 and abs(np.mean(u < 0.1) - 0.1) < 0.005

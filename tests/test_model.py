@@ -14,7 +14,7 @@ from scipy.stats import multivariate_normal, norm
 
 import mixedtf as mtf
 from mixedtf.design import build_design
-from mixedtf.model import LevelGather, choose_mode, compile_model
+from mixedtf.model import LevelGather, backend, choose_mode, compile_model
 
 
 def _tiny():
@@ -120,7 +120,7 @@ def test_gather_forms_give_the_plain_gathers_values_and_gradients(mode):
     codes[codes == 6] = 5  # the last level unobserved: the sorted form must pad it
     b = tf.constant(rng.normal(size=(3, 7, 2)))
     w = tf.constant(rng.normal(size=(3, 200, 2)))
-    gather = LevelGather.build(codes, 7, mode, tf.float64)
+    gather = LevelGather.build(codes, 7, mode, np.float64, backend.get("tensorflow"))
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(b)
         ours = tf.reduce_sum(gather(b) * w)

@@ -20,6 +20,7 @@ from mixedtf.errors import OptionError
 from mixedtf.linalg.blocked import DEFAULT_MAX_DENSE_BYTES
 
 METHODS = ("mcem", "ml", "reml", "laplace")
+BACKENDS = ("tensorflow", "jax")  # MCEM's array backends (mixedtf.model.backend)
 ALIASES = {"nAGQ": "n_agq"}  # lme4's spelling -> ours
 FAMILY_HINTS = {
     "link": "the link belongs to the family: MixedLM.from_formula(formula, data, "
@@ -144,7 +145,11 @@ class MCEMOptions:
         se_tol: ...and each fixed effect's within ``se_tol`` of its standard error.
         target_accept: HMC acceptance rate that the step size is adapted to.
         dtype: ``"float32"`` (default) or ``"float64"`` for the kernel.
-        device: ``"CPU"`` or ``"GPU"`` (default: GPU when TensorFlow sees one).
+        backend: the kernel's array library, ``"tensorflow"`` (default) or ``"jax"``
+            (``pip install mixedtf[jax]``; nothing on that path imports TensorFlow). The
+            same seed gives the same fit on one backend; across backends the draws differ
+            (Philox vs threefry) and the fits agree within Monte Carlo error.
+        device: ``"CPU"`` or ``"GPU"`` (default: GPU when the backend sees one).
         deterministic: TensorFlow op determinism (same seed, same fit on a GPU too).
         trace_levels: levels per term whose draws (first chain) the trace keeps, or
             ``{group name: [level labels]}``.
@@ -170,6 +175,7 @@ class MCEMOptions:
     se_tol: float = 0.05
     target_accept: float = 0.75
     dtype: str = "float32"
+    backend: str = "tensorflow"
     device: str | None = None
     deterministic: bool = False
     trace_levels: int | dict = 3
@@ -199,6 +205,11 @@ class MCEMOptions:
         _positive("se_tol", self.se_tol)
         if self.dtype not in ("float32", "float64"):
             raise OptionError(f"dtype must be 'float32' or 'float64'; got {self.dtype!r}.")
+        if self.backend not in BACKENDS:
+            raise OptionError(
+                f"backend must be one of {list(BACKENDS)}; got {self.backend!r} (the JAX "
+                "backend needs `pip install mixedtf[jax]`)."
+            )
         if self.device is not None and str(self.device).upper() not in ("CPU", "GPU"):
             raise OptionError(f"device must be 'CPU' or 'GPU'; got {self.device!r}.")
         _flag("deterministic", self.deterministic)

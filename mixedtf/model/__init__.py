@@ -1,10 +1,9 @@
-"""Model compiler: design + family -> TFP JointDistribution (imports TensorFlow).
+"""Model compiler: design + family -> TFP JointDistribution on an array backend
+(:mod:`mixedtf.model.backend`: TensorFlow by default, or JAX). Importing this package
+imports no array library; compiling a model imports its backend's."""
 
-The persistent XLA compilation cache is switched on first
-(:mod:`mixedtf.model.compile_cache`): TensorFlow reads its flags at its first operation."""
-
-from mixedtf.model import compile_cache  # first: it sets TensorFlow's XLA flags
-from mixedtf.model.compiler import CompiledModel, compile_model, default_device
+from mixedtf.model import backend, compile_cache
+from mixedtf.model.compiler import CompiledModel, as_dtype, compile_model, default_device
 from mixedtf.model.family import Likelihood, likelihood_of
 from mixedtf.model.gather import LevelGather, choose_mode
 from mixedtf.model.parameters import Parameter, node_name, parameter_table, table_frame
@@ -14,6 +13,8 @@ __all__ = [
     "LevelGather",
     "Likelihood",
     "Parameter",
+    "as_dtype",
+    "backend",
     "choose_mode",
     "compile_cache",
     "compile_model",

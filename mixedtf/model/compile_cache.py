@@ -1,11 +1,13 @@
-"""A persistent XLA compilation cache for the MCEM kernels: a second process fitting a
+"""A persistent XLA compilation cache for the MCEM kernels (the JAX backend keeps its own
+in the ``jax`` folder beside it, :mod:`mixedtf.model.backend.jax_ops`): a second process fitting a
 model of the same shape loads the compiled chunk from disk instead of recompiling it
 (InstEval: the first chunk's compile from 3.3 s to 0.9 s on two cores).
 
 The directory is ``$MIXEDTF_CACHE_DIR`` if set (``"none"`` or empty turns the cache off),
 else ``$XDG_CACHE_HOME/mixedtf/xla``, else ``~/.cache/mixedtf/xla``. TensorFlow reads
-``TF_XLA_FLAGS`` when a process runs its first operation, so the flag is added when
-:mod:`mixedtf.model` is imported (before it imports TensorFlow); a
+``TF_XLA_FLAGS`` when a process runs its first operation, so the flag is added when the
+TensorFlow backend (:mod:`mixedtf.model.backend.tf_ops`) is imported, before it imports
+TensorFlow; a
 ``--tf_xla_persistent_cache_directory`` the user already set wins, and a process that ran
 TensorFlow before importing mixedtf's model keeps its own settings.
 """
@@ -49,6 +51,3 @@ def enable() -> str | None:
     os.environ["TF_XLA_FLAGS"] = f"{flags} {FLAG}={directory}".strip()
     ACTIVE = str(directory)
     return ACTIVE
-
-
-enable()  # on import: before TensorFlow's first operation reads its flags

@@ -1,5 +1,5 @@
 """Compile a design and a family into a TFP JointDistribution that is a pure function of
-the parameters.
+the parameters, on an array backend (TensorFlow, or JAX with TFP's JAX substrate).
 
 ``CompiledModel.joint_distribution(params)`` builds, on every call, a
 ``tfd.JointDistributionNamed`` with one node per grouping (``b_s``, ``b_Subject``, ...) and
@@ -18,89 +18,144 @@ gradients reach every parameter -- unlike the TFP tutorial, which builds it once
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import ModuleType
+from typing import Any
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_probability as tfp
 
 from mixedtf import families
 from mixedtf.design import Design
 from mixedtf.errors import FamilyError
+from mixedtf.model import backend as backends
 from mixedtf.model.family import Likelihood, likelihood_of
 from mixedtf.model.gather import LevelGather, choose_mode
 from mixedtf.model.parameters import Parameter, node_name, parameter_table, scale_name
 from mixedtf.model.reductions import normal_log_density
 
-tfd = tfp.distributions
+Array = Any
 
 
-def default_device(requested: str | None = None) -> str:
-    """``requested`` upper-cased, or ``"GPU"`` when TensorFlow sees one, else ``"CPU"``."""
-    if requested:
-        return str(requested).upper()
-    return "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+def default_device(requested: str | None = None, ops: ModuleType | str | None = None) -> str:
+    """``requested`` upper-cased, or ``"GPU"`` when the backend sees one, else ``"CPU"``."""
+    return backends.get(ops).default_device(requested)
+
+
+def as_dtype(dtype: Any) -> np.dtype:
+    """A numpy dtype from a numpy, TensorFlow or string dtype (``"float32"``, ``tf.float64``)."""
+    return np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
 
 
 @dataclass(frozen=True, eq=False)
 class CompiledModel:
-    """A design compiled for TensorFlow: constant tensors, gathers and the parameter table."""
+    """A design compiled for an array backend (``ops``): the data arrays, the gathers and
+    the parameter table. The arrays are numpy in ``dtype`` until :meth:`bind` puts the
+    backend's (device or traced) arrays in their place: the kernels pass them to their
+    compiled programs as arguments, not as constants."""
 
     design: Design
     family: Likelihood
-    dtype: tf.DType
+    dtype: np.dtype
     device: str
     parameters: tuple[Parameter, ...]
     nodes: tuple[str, ...]
-    X: tf.Tensor
-    y: tf.Tensor  # successes for binomial, category codes 0..K-1 for ordinal
-    trials: tf.Tensor | None  # binomial trials per row
-    offset: tf.Tensor
-    z: tuple[tf.Tensor, ...]
+    X: Array
+    y: Array  # successes for binomial, category codes 0..K-1 for ordinal
+    trials: Array | None  # binomial trials per row
+    offset: Array
+    z: tuple[Array, ...]
     gathers: tuple[LevelGather, ...]
 
-    # -- parameters --------------------------------------------------------------
-    def initial_params(self) -> dict[str, tf.Tensor]:
-        return {p.name: tf.constant(p.init, self.dtype) for p in self.parameters}
+    @property
+    def ops(self) -> ModuleType:
+        return self.family.ops
 
-    def constrain(self, unconstrained: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {p.name: p.constrain(unconstrained[p.name]) for p in self.parameters}
+    # -- data as arguments -----------------------------------------------------------
+    def arrays(self) -> dict[str, Any]:
+        """Every data array (a pytree), for :meth:`bind`."""
+        out = {
+            "X": self.X,
+            "y": self.y,
+            "offset": self.offset,
+            "z": list(self.z),
+            "gathers": [g.arrays for g in self.gathers],
+        }
+        if self.trials is not None:
+            out["trials"] = self.trials
+        return out
 
-    def unconstrain(self, params: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def bind(self, arrays: dict[str, Any]) -> CompiledModel:
+        """The same model over other arrays (those of :meth:`arrays`, on a device or traced)."""
+        return replace(
+            self,
+            X=arrays["X"],
+            y=arrays["y"],
+            trials=arrays.get("trials"),
+            offset=arrays["offset"],
+            z=tuple(arrays["z"]),
+            gathers=tuple(g.bind(a) for g, a in zip(self.gathers, arrays["gathers"], strict=True)),
+        )
+
+    # -- parameters --------------------------------------------------------------------
+    @property
+    def _tfb(self):
+        return self.ops.tfp_module().bijectors
+
+    def initial_params(self) -> dict[str, Array]:
+        return {p.name: self.ops.constant(p.init, self.dtype) for p in self.parameters}
+
+    def constrain(self, unconstrained: dict[str, Array]) -> dict[str, Array]:
+        tfb = self._tfb
+        return {p.name: p.constrain(unconstrained[p.name], tfb) for p in self.parameters}
+
+    def unconstrain(self, params: dict[str, Array]) -> dict[str, Array]:
+        tfb, o = self._tfb, self.ops
         return {
-            p.name: p.unconstrain(tf.constant(params[p.name], self.dtype)) for p in self.parameters
+            p.name: p.unconstrain(o.constant(np.asarray(params[p.name]), self.dtype), tfb)
+            for p in self.parameters
         }
 
-    # -- the model ---------------------------------------------------------------
-    def random_part(self, effects: list[tf.Tensor]) -> tf.Tensor:
+    def _params(self, params: dict[str, Array]) -> dict[str, Array]:
+        """Parameters as the backend's arrays in the model's dtype (numbers and lists
+        straight to it: through float32 they would lose digits)."""
+        plain = (int, float, list, tuple, np.ndarray, np.generic)
+        return {
+            k: self.ops.constant(np.asarray(v, self.dtype))
+            if isinstance(v, plain)
+            else self.ops.cast(v, self.dtype)
+            for k, v in params.items()
+        }
+
+    # -- the model ---------------------------------------------------------------------
+    def random_part(self, effects: list[Array]) -> Array:
         """``Z b [..., n]``: ``sum_j sum_c z_j[:, c] * b_j[codes_j, c]`` from each grouping's
         effects ``[..., L, k]``, through the device-chosen gathers."""
         total = 0.0
         for b, z, gather in zip(effects, self.z, self.gathers, strict=True):
-            total = total + tf.reduce_sum(gather(b) * z, axis=-1)
+            total = total + self.ops.sum(gather(b) * z, -1)
         return total
 
-    def linear_predictor(self, beta: tf.Tensor, effects: list[tf.Tensor]) -> tf.Tensor:
+    def linear_predictor(self, beta: Array, effects: list[Array]) -> Array:
         """``eta [..., n]`` from ``beta [p]`` and each grouping's effects ``[..., L, k]``."""
-        return tf.linalg.matvec(self.X, beta) + self.offset + self.random_part(effects)
+        return self.ops.matvec(self.X, beta) + self.offset + self.random_part(effects)
 
-    def prior(self, params: dict[str, tf.Tensor]) -> dict[str, tfd.Distribution]:
-        """The random-effects nodes, each with event shape ``[L, k]``."""
+    def prior(self, params: dict[str, Array]) -> dict[str, Any]:
+        """The random-effects nodes (TFP distributions), each with event shape ``[L, k]``."""
+        o, tfd = self.ops, self.family.tfd
         out = {}
         for g, node in zip(self.design.groupings, self.nodes, strict=True):
             scale = params[scale_name(g)]
             if g.k == 1:
-                base = tfd.Independent(
-                    tfd.Normal(tf.zeros([1], self.dtype), scale[..., tf.newaxis]), 1
-                )
+                base = tfd.Independent(tfd.Normal(o.zeros([1], self.dtype), scale[..., None]), 1)
             else:
-                base = tfd.MultivariateNormalTriL(tf.zeros([g.k], self.dtype), scale)
+                base = tfd.MultivariateNormalTriL(o.zeros([g.k], self.dtype), scale)
             out[node] = tfd.Sample(base, g.n_levels, name=node)
         return out
 
-    def joint_distribution(self, params: dict[str, tf.Tensor]) -> tfd.JointDistributionNamed:
-        """The model as a ``JointDistributionNamed`` at ``params`` (constrained values)."""
-        params = {k: tf.convert_to_tensor(v, self.dtype) for k, v in params.items()}
+    def joint_distribution(self, params: dict[str, Array]):
+        """The model as a TFP ``JointDistributionNamed`` at ``params`` (constrained values),
+        on the backend's TFP (the JAX substrate for ``backend="jax"``)."""
+        params = self._params(params)
         nodes = list(self.nodes)
         model = dict(self.prior(params))
 
@@ -113,38 +168,38 @@ class CompiledModel:
             [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in nodes]
         )
         model["y"] = response
-        return tfd.JointDistributionNamed(model)
+        return self.family.tfd.JointDistributionNamed(model)
 
-    def log_prob(self, params: dict[str, tf.Tensor], effects: list[tf.Tensor]) -> tf.Tensor:
+    def log_prob(self, params: dict[str, Array], effects: list[Array]) -> Array:
         """Complete-data log density ``log p(y, b | params)``, batched over leading dims of b:
         the joint distribution's ``log_prob``, node by node, with the response node through
         the family's :meth:`~mixedtf.model.family.Family.log_likelihood` (for the ordinal
         family 44x faster than its TFP distribution)."""
-        params = {k: tf.convert_to_tensor(v, self.dtype) for k, v in params.items()}
+        params = self._params(params)
         prior = self.prior(params)
-        total = tf.add_n([prior[n].log_prob(b) for n, b in zip(self.nodes, effects, strict=True)])
+        total = sum(prior[n].log_prob(b) for n, b in zip(self.nodes, effects, strict=True))
         eta = self.linear_predictor(params["beta"], list(effects))
         return total + self.family.log_likelihood(eta, params, self.y, self.trials)
 
-    def log_prob64(self, params: dict[str, tf.Tensor], effects: list[tf.Tensor]) -> tf.Tensor:
+    def log_prob64(self, params: dict[str, Array], effects: list[Array]) -> Array:
         """:meth:`log_prob` in float64 for the samplers (one value per chain, effects
-        ``[C, L, k]``, parameters without batch dimensions): the sums over levels and rows
-        by :func:`~mixedtf.model.reductions.precise_sum`, so that differences between
-        states stay exact at millions of rows in a float32 kernel."""
-        params = {k: tf.convert_to_tensor(v, self.dtype) for k, v in params.items()}
-        total = tf.zeros([], tf.float64)
+        ``[C, L, k]``, parameters without batch dimensions), without TFP: the sums over
+        levels and rows by :func:`~mixedtf.model.reductions.precise_sum`, so that
+        differences between states stay exact at millions of rows in a float32 kernel."""
+        o = self.ops
+        params = self._params(params)
+        total = 0.0
         for g, b in zip(self.design.groupings, effects, strict=True):
             scale = params[scale_name(g)]
             if g.k == 1:
                 u = b[..., 0] / scale
-                total += normal_log_density(u * u, g.n_levels, tf.math.log(scale))
+                total += normal_log_density(o, u * u, g.n_levels, o.log(scale))
             else:
-                shape = tf.concat([tf.shape(b)[:-1], [g.k, g.k]], 0)
-                u = tf.linalg.triangular_solve(
-                    tf.broadcast_to(scale, shape), b[..., tf.newaxis], lower=True
+                u = o.triangular_solve(
+                    o.broadcast_to(scale, [*b.shape[:-1], g.k, g.k]), b[..., None], lower=True
                 )[..., 0]
-                log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(scale)))
-                total += normal_log_density(tf.reduce_sum(u * u, -1), g.n_levels, log_det, g.k)
+                log_det = o.sum(o.log(o.diag_part(scale)))
+                total += normal_log_density(o, o.sum(u * u, -1), g.n_levels, log_det, g.k)
         eta = self.linear_predictor(params["beta"], list(effects))
         return total + self.family.log_likelihood64(eta, params, self.y, self.trials)
 
@@ -159,19 +214,21 @@ def response_arrays(design: Design) -> tuple[np.ndarray, np.ndarray | None]:
 def compile_model(
     design: Design,
     family: str | families.Family | None = None,
-    dtype: tf.DType = tf.float64,
+    dtype: Any = "float64",
     device: str | None = None,
     gather_mode: str | None = None,
     init: dict | None = None,
+    backend: str | ModuleType | None = None,
 ) -> CompiledModel:
     """Compile ``design`` into a :class:`CompiledModel`.
 
     Args:
         family: the design's family (default), or the same family by name or object.
-        dtype: float64 (default) or float32 (faster on GPUs).
-        device: ``"CPU"`` or ``"GPU"``; default: GPU when TensorFlow sees one.
+        dtype: float64 (default) or float32 (faster on GPUs); numpy, TensorFlow or a name.
+        device: ``"CPU"`` or ``"GPU"``; default: GPU when the backend sees one.
         gather_mode: force one gradient form for every term (tests); default per device.
         init: the parameters' initial values (see :func:`parameter_table`).
+        backend: ``"tensorflow"`` (default) or ``"jax"`` (:mod:`mixedtf.model.backend`).
     """
     spec = design.family_spec
     given = spec if family is None else families.get(family, None)
@@ -180,20 +237,21 @@ def compile_model(
             f"the design was built for {spec!r} ({spec.name}); got {given!r}. Build the design "
             "with the family and link to compile."
         )
-    fam = likelihood_of(spec)
+    ops = backends.get(backend)
+    fam = likelihood_of(spec, ops=ops)
     y, trials = response_arrays(design)
-    device = default_device(device)
-    np_dtype = dtype.as_numpy_dtype
+    device = ops.default_device(device)
+    np_dtype = as_dtype(dtype)
     gathers = tuple(
         LevelGather.build(
-            g.codes, g.n_levels, gather_mode or choose_mode(device, g.n_levels), dtype
+            g.codes, g.n_levels, gather_mode or choose_mode(device, g.n_levels), np_dtype, ops
         )
         for g in design.groupings
     )
     return CompiledModel(
         design=design,
         family=fam,
-        dtype=dtype,
+        dtype=np_dtype,
         device=device,
         parameters=parameter_table(
             design,
@@ -203,10 +261,10 @@ def compile_model(
             family_param=fam.family_param,
         ),
         nodes=tuple(node_name(g) for g in design.groupings),
-        X=tf.constant(design.X.astype(np_dtype)),
-        y=tf.constant(y.astype(np_dtype)),
-        trials=None if trials is None else tf.constant(trials.astype(np_dtype)),
-        offset=tf.constant(design.offset.astype(np_dtype)),
-        z=tuple(tf.constant(g.z.astype(np_dtype)) for g in design.groupings),
+        X=design.X.astype(np_dtype),
+        y=y.astype(np_dtype),
+        trials=None if trials is None else trials.astype(np_dtype),
+        offset=design.offset.astype(np_dtype),
+        z=tuple(g.z.astype(np_dtype) for g in design.groupings),
         gathers=gathers,
     )

@@ -1,25 +1,25 @@
 """Gathering random effects by level, with a gradient that suits the device.
 
-The forward pass is ``tf.gather(b, codes, axis=-2)``: ``b`` is ``[..., L, k]`` and the
-result ``[..., n, k]``. Its gradient is a scatter-add of ``n`` rows into ``L`` levels.
-On a GPU, when many rows add into few levels (InstEval: 73,421 rows into 14
-departments), atomic adds serialise; there a contention-free form is used:
+The forward pass is ``b[..., codes, :]``: ``b`` is ``[..., L, k]`` and the result
+``[..., n, k]``. Its gradient is a scatter-add of ``n`` rows into ``L`` levels. On a GPU,
+when many rows add into few levels (InstEval: 73,421 rows into 14 departments), atomic
+adds serialise; there a contention-free form is used:
 
-* ``"sorted"``: rows pre-sorted by level once, then ``tf.math.segment_sum``;
+* ``"sorted"``: rows pre-sorted by level once, then a sorted segment sum;
 * ``"onehot"``: a dense one-hot matmul, for terms with few levels.
 
-On a CPU under XLA ``segment_sum`` has no kernel and ``tf.math.unsorted_segment_sum``
-(the plain gather's own gradient) is fastest, so ``"unsorted"`` is used there.
-All forms give the same values and gradients (tested on the CPU).
+On a CPU the unsorted segment sum (the plain gather's own gradient) is fastest, so
+``"unsorted"`` is used there (and TensorFlow's sorted segment sum has no XLA CPU kernel).
+All forms give the same values and gradients (tested on the CPU, on both backends).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from types import ModuleType
+from typing import Any, Literal
 
 import numpy as np
-import tensorflow as tf
 
 from mixedtf.errors import OptionError
 
@@ -36,56 +36,55 @@ def choose_mode(device: str, n_levels: int) -> GatherMode:
 
 @dataclass(frozen=True, eq=False)
 class LevelGather:
-    """``gather(b)`` for one grouping's level codes, with a custom gradient."""
+    """``gather(b)`` for one grouping's level codes, with a custom gradient. Its arrays
+    (:attr:`arrays`: the codes, and the sorted order or the one-hot matrix) are numpy
+    until :meth:`bind` puts the backend's (traced) arrays in their place."""
 
-    codes: tf.Tensor  # int32 [n]
+    ops: ModuleType
     n_levels: int
     mode: GatherMode
-    order: tf.Tensor | None = None  # int32 [n]: rows sorted by level
-    sorted_codes: tf.Tensor | None = None
-    onehot: tf.Tensor | None = None  # [L, n]
+    arrays: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(
-        cls, codes: np.ndarray, n_levels: int, mode: GatherMode, dtype: tf.DType
+        cls, codes: np.ndarray, n_levels: int, mode: GatherMode, dtype, ops: ModuleType
     ) -> LevelGather:
         codes = np.asarray(codes, dtype=np.int32)
-        order = sorted_codes = onehot = None
+        arrays: dict[str, Any] = {"codes": codes}
         if mode == "sorted":
             perm = np.argsort(codes, kind="stable").astype(np.int32)
-            order, sorted_codes = tf.constant(perm), tf.constant(codes[perm])
+            arrays.update(order=perm, sorted_codes=codes[perm])
         elif mode == "onehot":
-            onehot = tf.constant(
-                (np.arange(n_levels)[:, None] == codes[None, :]).astype(dtype.as_numpy_dtype)
-            )
+            onehot = np.arange(n_levels)[:, None] == codes[None, :]
+            arrays["onehot"] = onehot.astype(np.dtype(getattr(dtype, "as_numpy_dtype", dtype)))
         elif mode != "unsorted":
             raise OptionError(f"gather mode must be 'unsorted', 'sorted' or 'onehot'; got {mode!r}")
-        return cls(tf.constant(codes), n_levels, mode, order, sorted_codes, onehot)
+        return cls(ops, n_levels, mode, arrays)
 
-    def _scatter(self, dy: tf.Tensor) -> tf.Tensor:
+    def bind(self, arrays: dict[str, Any]) -> LevelGather:
+        """The same gather over other (device or traced) arrays."""
+        return replace(self, arrays=arrays)
+
+    @property
+    def codes(self):
+        return self.arrays["codes"]
+
+    def scatter(self, dy):
         """Sum ``dy [..., n, k]`` over rows into levels: ``[..., L, k]``."""
+        o, a = self.ops, self.arrays
         if self.mode == "onehot":
-            return tf.linalg.matmul(self.onehot, dy)
+            return o.matmul(o.cast(a["onehot"], dy.dtype), dy)
         rank = len(dy.shape)
         perm = [rank - 2, *range(rank - 2), rank - 1]  # rows first
-        inverse = list(np.argsort(perm))
-        rows_first = tf.transpose(dy, perm)
+        inverse = [int(i) for i in np.argsort(perm)]
+        rows_first = o.transpose(dy, perm)
         if self.mode == "sorted":
-            summed = tf.math.segment_sum(tf.gather(rows_first, self.order), self.sorted_codes)
-            pad = self.n_levels - tf.shape(summed)[0]  # levels after the last observed one
-            summed = tf.concat(
-                [summed, tf.zeros(tf.concat([[pad], tf.shape(summed)[1:]], 0), dy.dtype)], 0
+            summed = o.segment_sum(
+                o.take(rows_first, a["order"]), a["sorted_codes"], self.n_levels, sorted_ids=True
             )
         else:
-            summed = tf.math.unsorted_segment_sum(rows_first, self.codes, self.n_levels)
-        return tf.transpose(summed, inverse)
+            summed = o.segment_sum(rows_first, a["codes"], self.n_levels)
+        return o.transpose(summed, inverse)
 
-    def __call__(self, b: tf.Tensor) -> tf.Tensor:
-        @tf.custom_gradient
-        def gather(b):
-            def grad(dy):
-                return self._scatter(dy)
-
-            return tf.gather(b, self.codes, axis=-2), grad
-
-        return gather(b)
+    def __call__(self, b):
+        return self.ops.gather_levels(b, self.arrays["codes"], self.scatter)

@@ -1,23 +1,22 @@
 """The parameter table: name, shape, bijector and initial value of each model parameter.
 
-Unconstrained values map to the model's parameters through the bijectors: ``Exp`` for
+Unconstrained values map to the model's parameters through TFP's bijectors: ``Exp`` for
 standard deviations, ``FillScaleTriL`` (diagonal through ``Exp``) for the Cholesky factor
-of a correlated term's covariance, identity for the fixed effects.
+of a correlated term's covariance, ``Ascending`` for the ordinal cutpoints, ``Identity``
+for the fixed effects. The table names them; the bijector is built on the backend's TFP
+when it is used (building the table imports no array library).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
-import tensorflow_probability as tfp
 
 from mixedtf.design import Design, GroupingSpec
-
-tfb = tfp.bijectors
 
 
 def node_name(g: GroupingSpec) -> str:
@@ -27,20 +26,27 @@ def node_name(g: GroupingSpec) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Parameter:
-    """One parameter: ``name``, ``shape``, the ``bijector`` from unconstrained space, ``init``."""
+    """One parameter: ``name``, ``shape``, the ``bijector`` (TFP's name) from unconstrained
+    space, ``init``."""
 
     name: str
     shape: tuple[int, ...]
-    bijector: tfb.Bijector
+    bijector: str  # "Identity", "Exp", "FillScaleTriL" (diagonal through Exp), "Ascending"
     init: np.ndarray
 
-    def constrain(self, x: tf.Tensor) -> tf.Tensor:
-        # tf.identity: TFP bijectors cache inverse/forward pairs by tensor, and a cache hit
-        # would hand back the constant that was inverted, cutting the gradient
-        return self.bijector.forward(tf.identity(x))
+    def bijector_in(self, tfb: Any) -> Any:
+        """The bijector from the ``bijectors`` module of a TFP substrate."""
+        if self.bijector == "FillScaleTriL":
+            return tfb.FillScaleTriL(diag_bijector=tfb.Exp(), diag_shift=None)
+        return getattr(tfb, self.bijector)()
 
-    def unconstrain(self, value) -> tf.Tensor:
-        return tf.identity(self.bijector.inverse(value))
+    def constrain(self, x: Any, tfb: Any) -> Any:
+        # x + 0: TFP bijectors cache inverse/forward pairs by tensor, and a cache hit would
+        # hand back the constant that was inverted, cutting the gradient
+        return self.bijector_in(tfb).forward(x + 0)
+
+    def unconstrain(self, value: Any, tfb: Any) -> Any:
+        return self.bijector_in(tfb).inverse(value) + 0
 
 
 def scale_name(g: GroupingSpec) -> str:
@@ -76,28 +82,27 @@ def parameter_table(
     missing entries from :func:`neutral_start`.
     """
     init = {**neutral_start(design, has_cutpoints), **(init or {})}
-    table = [Parameter("beta", (design.X.shape[1],), tfb.Identity(), np.asarray(init["beta"]))]
+    table = [Parameter("beta", (design.X.shape[1],), "Identity", np.asarray(init["beta"]))]
     if has_cutpoints:
         cuts = np.asarray(init["cutpoints"], dtype=np.float64)
-        table.append(Parameter("cutpoints", cuts.shape, tfb.Ascending(), cuts))
+        table.append(Parameter("cutpoints", cuts.shape, "Ascending", cuts))
     for g, cov in zip(design.groupings, init["covs"], strict=True):
         factor = np.linalg.cholesky(np.atleast_2d(cov))
         if g.k == 1:
-            table.append(Parameter(scale_name(g), (), tfb.Exp(), np.array(factor[0, 0])))
+            table.append(Parameter(scale_name(g), (), "Exp", np.array(factor[0, 0])))
         else:
-            bij = tfb.FillScaleTriL(diag_bijector=tfb.Exp(), diag_shift=None)
-            table.append(Parameter(scale_name(g), (g.k, g.k), bij, factor))
+            table.append(Parameter(scale_name(g), (g.k, g.k), "FillScaleTriL", factor))
     if has_scale:
-        table.append(Parameter("sigma", (), tfb.Exp(), np.array(float(init["sigma"]))))
+        table.append(Parameter("sigma", (), "Exp", np.array(float(init["sigma"]))))
     if family_param is not None:  # NB theta, Gamma shape, inverse Gaussian lambda
         value = float(init.get(family_param, 1.0))
-        table.append(Parameter(family_param, (), tfb.Exp(), np.array(value)))
+        table.append(Parameter(family_param, (), "Exp", np.array(value)))
     return tuple(table)
 
 
 def table_frame(table: tuple[Parameter, ...]) -> pd.DataFrame:
     """The parameter table as a DataFrame (for display)."""
     return pd.DataFrame(
-        [(p.name, p.shape, p.bijector.name, np.round(p.init, 6).tolist()) for p in table],
+        [(p.name, p.shape, p.bijector, np.round(p.init, 6).tolist()) for p in table],
         columns=["name", "shape", "bijector", "init"],
     )

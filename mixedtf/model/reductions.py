@@ -10,35 +10,38 @@ stays near float32's epsilon, and there are few blocks.
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import numpy as np
-import tensorflow as tf
 
 BLOCK = 4096
 
 
-def precise_sum(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
+def precise_sum(ops: ModuleType, x: Any, axis: int = -1) -> Any:
     """``sum(x, axis)`` in float64, from float32 sums of blocks of ``BLOCK`` entries (a
-    plain float64 sum for short axes and float64 inputs)."""
+    plain float64 sum for short axes and float64 inputs); ``ops`` is the backend."""
     axis = axis % len(x.shape)
     if axis != len(x.shape) - 1:
-        x = tf.experimental.numpy.moveaxis(x, axis, -1)
+        x = ops.moveaxis(x, axis, -1)
     n = x.shape[-1]
-    if x.dtype == tf.float64 or n is None or n <= BLOCK:
-        return tf.reduce_sum(tf.cast(x, tf.float64), -1)
+    if getattr(x.dtype, "name", str(x.dtype)) == "float64" or n is None or n <= BLOCK:
+        return ops.sum(ops.cast(x, ops.float64), -1)
+    lead = list(x.shape[:-1])
     pad = (-n) % BLOCK
     if pad:
-        x = tf.concat([x, tf.zeros(tf.concat([tf.shape(x)[:-1], [pad]], 0), x.dtype)], -1)
-    blocks = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [(n + pad) // BLOCK, BLOCK]], 0))
-    return tf.reduce_sum(tf.cast(tf.reduce_sum(blocks, -1), tf.float64), -1)
+        x = ops.concat([x, ops.zeros([*lead, pad], x.dtype)], -1)
+    blocks = ops.reshape(x, [*lead, (n + pad) // BLOCK, BLOCK])
+    return ops.sum(ops.cast(ops.sum(blocks, -1), ops.float64), -1)
 
 
 def normal_log_density(
-    squares: tf.Tensor, count: int, log_det: tf.Tensor, dims: int = 1
-) -> tf.Tensor:
+    ops: ModuleType, squares: Any, count: int, log_det: Any, dims: int = 1
+) -> Any:
     """``count`` independent ``dims``-variate normals with whitened squares ``squares``
     (summed over all but the last axis) and ``log|scale| = log_det``:
     ``-0.5 sum(squares) - count (log_det + dims log(2 pi) / 2)``, in float64."""
-    log_2pi = tf.constant(np.log(2.0 * np.pi), tf.float64)
-    return -0.5 * precise_sum(squares) - count * (
-        tf.cast(log_det, tf.float64) + 0.5 * dims * log_2pi
+    log_2pi = float(np.log(2.0 * np.pi))
+    return -0.5 * precise_sum(ops, squares) - count * (
+        ops.cast(log_det, ops.float64) + 0.5 * dims * log_2pi
     )

@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from mixedtf.design import Design
 from mixedtf.errors import ConvergenceWarning, OptionError, warn
 from mixedtf.fit.options import MCEMOptions
-from mixedtf.model import compile_model, default_device
+from mixedtf.model import backend, compile_model
 from mixedtf.results.info import FitInfo
 
 
@@ -124,9 +123,9 @@ def build_kernel(
     kernel_class: type, design: Design, opts: MCEMOptions, device: str, chains: int, **extra
 ):
     """The design compiled in ``opts.dtype`` for ``device`` and wrapped in ``kernel_class``
-    with the schedule's settings (call inside ``tf.device``); ``extra`` goes to the kernel."""
-    dtype = tf.float32 if opts.dtype == "float32" else tf.float64
-    model = compile_model(design, dtype=dtype, device=device)
+    with the schedule's settings on the backend of ``opts`` (call inside its
+    ``device_scope``); ``extra`` goes to the kernel."""
+    model = compile_model(design, dtype=opts.dtype, device=device, backend=opts.backend)
     return kernel_class(
         model,
         chains,
@@ -142,9 +141,10 @@ def run_settings(
     design: Design, seed: int | None, opts: MCEMOptions, paired: frozenset[int] = frozenset()
 ) -> tuple[str, int, int]:
     """Device, chain count and seed of a fit (turns on op determinism when asked)."""
+    ops = backend.get(opts.backend)
     if opts.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    device = default_device(opts.device)
+        ops.set_deterministic()
+    device = ops.default_device(opts.device)
     chains = opts.chains or default_chains(design, device, paired)
     seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else int(seed)
     return device, chains, seed
@@ -320,6 +320,8 @@ class MCEMRun:
                 "step_size": float(np.exp(self.state["log_eps_bar"])),
                 "compile_time": self.compile_time,
                 "compile_cache": getattr(self.kernel, "compile_cache", None),
+                "backend": self.kernel.ops.NAME,
+                "versions": self.kernel.ops.versions(),
                 "chains": self.chains,
                 "averaged_iterations": int(self.averaged.shape[0]),
                 "trace": pd.DataFrame(trace, columns=list(layout.names)),

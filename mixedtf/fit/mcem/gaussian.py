@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 from mixedtf.design import Design
 from mixedtf.errors import MixedTFError, ModelTooLargeError
@@ -30,6 +29,7 @@ from mixedtf.fit.start import mcem_start
 from mixedtf.linalg.blocked import CrossProducts, dense_size, factorize
 from mixedtf.linalg.covariance import theta_names, theta_of
 from mixedtf.linalg.iterative import SparseSystem
+from mixedtf.model import backend
 from mixedtf.results.results import MixedLMResults
 
 
@@ -41,7 +41,7 @@ def fit_mcem_gaussian(
     rows = design.whitened()  # prior weights: the unweighted model on sqrt(w)-scaled rows
     pairs = nested_pairs(design.groupings, design.nobs) if opts.joint_moves else []
     device, chains, seed = run_settings(design, seed, opts, frozenset(p.few for p in pairs))
-    with tf.device(f"/{device}:0"):
+    with backend.get(opts.backend).device_scope(device):
         kernel = build_kernel(
             EMKernel,
             rows,

@@ -1,4 +1,4 @@
-r"""The Gaussian MCEM kernel on TensorFlow: E-step, sufficient statistics and M-step in one
+r"""The Gaussian MCEM kernel (one source for both backends): E-step, sufficient statistics and M-step in one
 XLA-compiled loop (the shared pieces are in :mod:`mixedtf.fit.mcem.kernel`).
 
 One EM iteration, for ``C`` chains that persist across iterations:
@@ -30,8 +30,10 @@ One EM iteration, for ``C`` chains that persist across iterations:
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import numpy as np
-import tensorflow as tf
 
 from mixedtf.fit.mcem import hmc
 from mixedtf.fit.mcem.joint_move import NestedPair, joint_move, nested_pairs, pair_noise_shapes
@@ -49,13 +51,15 @@ from mixedtf.model import CompiledModel
 from mixedtf.model.parameters import scale_name
 from mixedtf.model.reductions import precise_sum
 
+Array = Any
 
-def _total(x: tf.Tensor) -> tf.Tensor:
+
+def _total(o: ModuleType, x: Array) -> Array:
     """The sum of every entry, in float64, the last axis by blocks (:func:`precise_sum`)."""
-    return tf.reduce_sum(precise_sum(x))
+    return o.sum(precise_sum(o, x))
 
 
-def covariance_statistic(means: tf.Tensor, variances: tf.Tensor, px: tf.Tensor) -> tf.Tensor:
+def covariance_statistic(o: ModuleType, means: Array, variances: Array, px: Array) -> Array:
     r"""PX-EM's covariance statistic of one grouping from its levels' conditional means
     ``m [C, L, k]`` and covariances ``V [L, k, k]``:
     ``mean_{c,l}(m m' + V) - (a a' - Var(a))`` on the columns with a free mean (``px``),
@@ -67,19 +71,20 @@ def covariance_statistic(means: tf.Tensor, variances: tf.Tensor, px: tf.Tensor) 
     term (Pastes' 10 batches), so a per-iteration bias of 0.5% in its variance (the means
     centred by the draws' mean, not their own) moved the fixed point by +3-6% in its SD.
     """
-    C = tf.cast(tf.shape(means)[0], means.dtype)
-    L = tf.cast(tf.shape(means)[1], means.dtype)
-    second = tf.einsum("clk,clm->km", means, means) / (C * L) + tf.reduce_mean(variances, 0)
-    chain_means = tf.reduce_mean(means, 1)  # [C, k]
-    a = tf.reduce_mean(chain_means, 0)
+    C, L = float(means.shape[0]), float(means.shape[1])
+    second = o.einsum("clk,clm->km", means, means) / (C * L) + o.mean(variances, 0)
+    chain_means = o.mean(means, 1)  # [C, k]
+    a = o.mean(chain_means, 0)
     dev = chain_means - a
-    var_a = tf.matmul(dev, dev, transpose_a=True) / (C * (C - 1.0))
-    mask = px[:, tf.newaxis] * px[tf.newaxis, :]
-    return second - mask * (a[:, tf.newaxis] * a[tf.newaxis, :] - var_a)
+    var_a = o.matmul(dev, dev, transpose_a=True) / (C * (C - 1.0))
+    mask = px[:, None] * px[None, :]
+    return second - mask * (a[:, None] * a[None, :] - var_a)
 
 
 class EMKernel(ChunkedKernel):
-    """Compiled chunks of MCEM iterations for one model (TensorFlow backend)."""
+    """Compiled chunks of MCEM iterations for one model (either backend)."""
+
+    ARRAYS = ("_XtX_inv", "_XtX", "_Xty", "_yty", "_Zty", "_A", "_ZtX", "_px", "_cross")
 
     def __init__(
         self,
@@ -107,44 +112,46 @@ class EMKernel(ChunkedKernel):
         self.fixed_sigma = fixed_sigma
         d, dt = model.design, model.dtype
         X = d.X
-        self._XtX_inv = tf.constant(np.linalg.inv(X.T @ X), dt)
+        self._XtX_inv = np.linalg.inv(X.T @ X).astype(dt)
         y_tilde = d.y - d.offset
-        self._XtX = tf.constant(X.T @ X, tf.float64)  # the PX normal equations are float64
-        self._Xty = tf.constant(X.T @ y_tilde, tf.float64)
-        self._yty = tf.constant(y_tilde @ y_tilde, tf.float64)
+        self._XtX = X.T @ X  # the PX normal equations are float64
+        self._Xty = X.T @ y_tilde
+        self._yty = np.asarray(y_tilde @ y_tilde)
         self._Zty = []  # Z_j'(y - offset) per level and column: L x k
         for g in d.groupings:
             zty = np.zeros((g.n_levels, g.k))
             np.add.at(zty, g.codes, g.z * y_tilde[:, None])
-            self._Zty.append(tf.constant(zty, dt))
+            self._Zty.append(zty.astype(dt))
         # A_l = sum over each level's rows of z z': the data part of the conditional precision
         self._A = []
         for g in d.groupings:
             A = np.zeros((g.n_levels, g.k, g.k))
             np.add.at(A, g.codes, g.z[:, :, None] * g.z[:, None, :])
-            self._A.append(tf.constant(A, dt))
+            self._A.append(A.astype(dt))
         # Z_j'X per level and column: L x k x p
         self._ZtX = []
         for g in d.groupings:
             ztx = np.zeros((g.n_levels, g.k, X.shape[1]))
             np.add.at(ztx, g.codes, g.z[:, :, None] * X[:, None, :])
-            self._ZtX.append(tf.constant(ztx, dt))
+            self._ZtX.append(ztx.astype(dt))
         # columns with a matching fixed effect get the PX-EM location expansion
         self._px = [
-            tf.constant([1.0 if name in d.fixed_names else 0.0 for name in g.colnames], dt)
+            np.array([1.0 if name in d.fixed_names else 0.0 for name in g.colnames], dt)
             for g in d.groupings
         ]
+        self._cross = [pair.cross for pair in self.pairs]  # to the device with the data
         self._compile()
 
     # -- the compiled chunk ----------------------------------------------------------
     def _params(self, beta, covs, sigma2):
         """Constrained parameters of the compiled model from (beta, Sigma_j, sigma^2)."""
-        out = {"beta": beta, "sigma": tf.sqrt(sigma2)}
+        o = self.ops
+        out = {"beta": beta, "sigma": o.sqrt(sigma2)}
         for g, cov in zip(self.model.design.groupings, covs, strict=True):
             if g.k == 1:
-                out[scale_name(g)] = tf.sqrt(cov[0, 0])
+                out[scale_name(g)] = o.sqrt(cov[0, 0])
             else:
-                out[scale_name(g)] = tf.linalg.cholesky(cov)
+                out[scale_name(g)] = o.cholesky(cov)
         return out
 
     def _plain_regression(self, effects):
@@ -152,27 +159,19 @@ class EMKernel(ChunkedKernel):
         ``beta = (X'X)^{-1} X' mean_c(y - Z b_c)``, ``rss = sum_c ||y - X beta - Z b_c||^2``.
         The per-row ``Z b_c`` has a single consumer, ``||Z b_c||^2`` (with several, XLA
         recomputed its gathers in each: ~45 ms an iteration at 32 chains)."""
-        m = self.model
-        C = tf.cast(self.chains, tf.float64)
-        mean_b = [tf.reduce_mean(b, 0, keepdims=True) for b in effects]
+        m, o = self.model, self.ops
+        C = float(self.chains)
+        mean_b = [o.mean(b, 0, keepdims=True) for b in effects]
         r_mean = m.y - m.offset - m.random_part(mean_b)[0]
-        Xtr = precise_sum(tf.transpose(m.X) * r_mean[tf.newaxis, :])  # X' r in float64
-        beta = tf.cast(tf.linalg.matvec(tf.cast(self._XtX_inv, tf.float64), Xtr), m.dtype)
-        e0 = m.y - m.offset - tf.linalg.matvec(m.X, beta)
-        cross = tf.add_n(
-            [
-                _total(
-                    tf.reduce_sum(
-                        tf.math.unsorted_segment_sum(e0[:, tf.newaxis] * z, g.codes, g.n_levels)
-                        * b,
-                        -1,
-                    )
-                )
-                for b, z, g in zip(effects, m.z, m.gathers, strict=True)
-            ]
+        Xtr = precise_sum(o, o.transpose(m.X) * r_mean[None, :])  # X' r in float64
+        beta = o.cast(o.matvec(o.cast(self._XtX_inv, o.float64), Xtr), m.dtype)
+        e0 = m.y - m.offset - o.matvec(m.X, beta)
+        cross = sum(
+            _total(o, o.sum(o.segment_sum(e0[:, None] * z, g.codes, g.n_levels) * b, -1))
+            for b, z, g in zip(effects, m.z, m.gathers, strict=True)
         )  # sum_c e0' Z b_c
-        zb_sq = _total(tf.square(m.random_part(effects)))  # sum_c ||Z b_c||^2
-        rss = C * precise_sum(e0 * e0) - 2.0 * cross + zb_sq
+        zb_sq = _total(o, o.square(m.random_part(effects)))  # sum_c ||Z b_c||^2
+        rss = C * precise_sum(o, e0 * e0) - 2.0 * cross + zb_sq
         return beta, rss
 
     def _px_regression(self, effects):
@@ -186,9 +185,8 @@ class EMKernel(ChunkedKernel):
         Normal equations from small statistics: ``X'X``; ``X'W`` and ``y'W`` from the
         per-level ``Z'X``, ``Z'y``; ``W'W`` from one pass over the rows. Solved in float64.
         """
-        m = self.model
+        m, o = self.model, self.ops
         dt = m.dtype
-        C = tf.cast(self.chains, dt)
         # W'W by blocks: a term with itself from the per-level A_l = sum z z' (no pass over
         # the rows), two terms from their gathered columns (with the whole [K, C, n] W
         # materialised, this M-step cost 18 ms an iteration at 16 chains)
@@ -201,23 +199,25 @@ class EMKernel(ChunkedKernel):
             for i, bi in enumerate(effects):
                 if i == j:
                     ka = range(b.shape[-1])
-                    block = [[_total(A[:, a, c] * b[..., a] * b[..., c]) for c in ka] for a in ka]
+                    block = [
+                        [_total(o, A[:, a, c] * b[..., a] * b[..., c]) for c in ka] for a in ka
+                    ]
                 elif i < j:
-                    row.append(tf.transpose(blocks[i][j]))
+                    row.append(o.transpose(blocks[i][j]))
                     continue
                 else:
                     block = [
-                        [_total(w[j][..., a] * w[i][..., c]) for c in range(bi.shape[-1])]
+                        [_total(o, w[j][..., a] * w[i][..., c]) for c in range(bi.shape[-1])]
                         for a in range(b.shape[-1])
                     ]
-                row.append(tf.stack([tf.stack(r) for r in block]))
+                row.append(o.stack([o.stack(r) for r in block]))
             blocks.append(row)
-        WtW = tf.concat([tf.concat(row, 1) for row in blocks], 0)
-        XtW = tf.concat(
+        WtW = o.concat([o.concat(row, 1) for row in blocks], 0)
+        XtW = o.concat(
             [
-                tf.stack(
+                o.stack(
                     [
-                        tf.stack([_total(ztx[:, k, q] * b[..., k]) for k in range(b.shape[-1])])
+                        o.stack([_total(o, ztx[:, k, q] * b[..., k]) for k in range(b.shape[-1])])
                         for q in range(ztx.shape[-1])
                     ]
                 )
@@ -225,28 +225,26 @@ class EMKernel(ChunkedKernel):
             ],
             1,
         )
-        ytW = tf.concat(
+        ytW = o.concat(
             [
-                tf.stack([_total(zty[:, k] * b[..., k]) for k in range(b.shape[-1])])
+                o.stack([_total(o, zty[:, k] * b[..., k]) for k in range(b.shape[-1])])
                 for zty, b in zip(self._Zty, effects, strict=True)
             ],
             0,
         )
-        C64 = tf.cast(C, tf.float64)
-        M64 = tf.concat(
+        C64 = float(self.chains)
+        M64 = o.concat(
             [
-                tf.concat([C64 * self._XtX, XtW], 1),
-                tf.concat([tf.transpose(XtW), WtW], 1),
+                o.concat([C64 * self._XtX, XtW], 1),
+                o.concat([o.transpose(XtW), WtW], 1),
             ],
             0,
         )
-        rhs64 = tf.concat([C64 * self._Xty, ytW], 0)
-        jitter = 1e-10 * tf.linalg.diag(tf.linalg.diag_part(M64))
-        coef64 = tf.linalg.cholesky_solve(tf.linalg.cholesky(M64 + jitter), rhs64[:, tf.newaxis])[
-            :, 0
-        ]
-        rss64 = C64 * self._yty - tf.reduce_sum(coef64 * rhs64)
-        coef = tf.cast(coef64, dt)
+        rhs64 = o.concat([C64 * self._Xty, ytW], 0)
+        jitter = 1e-10 * o.diag(o.diag_part(M64))
+        coef64 = o.cholesky_solve(o.cholesky(M64 + jitter), rhs64[:, None])[:, 0]
+        rss64 = C64 * self._yty - o.sum(coef64 * rhs64)
+        coef = o.cast(coef64, dt)
         p = self.layout.p
         beta, alpha, at = coef[:p], [], p
         for g in m.design.groupings:
@@ -255,27 +253,15 @@ class EMKernel(ChunkedKernel):
         return beta, alpha, rss64
 
     def _chunk(self, state, adapt, accumulate):
-        n_iter = self.chunk_size  # static: one XLA compilation serves every chunk
-        trace = tf.TensorArray(
-            self.model.dtype, size=n_iter, element_shape=[len(self.layout.names)]
-        )
-
-        def body(i, st, trace):
-            new, row = self._iteration(st, adapt, accumulate)
-            return i + 1, new, trace.write(i, row)
-
-        _, state, trace = tf.while_loop(
-            lambda i, *_: i < n_iter, body, (tf.constant(0), state, trace)
-        )
-        return state, trace.stack()
+        return self._scan(lambda st: self._iteration(st, adapt, accumulate), state)
 
     def _iteration(self, st, adapt, accumulate):
         """One EM iteration (the module docstring's steps 1-6); returns the new state and
         the trace row."""
-        m = self.model
+        m, o = self.model, self.ops
         dt = m.dtype
         beta, covs, sigma2 = st["beta"], st["covs"], st["sigma2"]
-        noise = iteration_noise(st["seed"], st["iteration"], self._noise_shapes, dt)
+        noise = iteration_noise(o, st["seed"], st["iteration"], self._noise_shapes, dt)
         n_terms = len(m.design.groupings)
         chains, collapsed = self._joint_moves(
             st["chains"], beta, covs, sigma2, noise[n_terms + 1 :]
@@ -283,8 +269,8 @@ class EMKernel(ChunkedKernel):
         # per level, R_l = chol((A_l / sigma^2 + Sigma^-1)^-1): the conditional covariance's
         # factor at the current parameters; HMC runs on u with b_l = R_l u_l (for a scalar
         # term R_l is a number and the products are elementwise)
-        factors = level_factors([A / sigma2 for A in self._A], covs, m.design.groupings)
-        step = tf.exp(tf.where(adapt, st["log_eps"], st["log_eps_bar"]))
+        factors = level_factors(o, [A / sigma2 for A in self._A], covs, m.design.groupings)
+        step = o.exp(o.where(adapt, st["log_eps"], st["log_eps_bar"]))
         effects, accept_prob, logp, steps = whitened_transition(
             m,
             self._params(beta, covs, sigma2),
@@ -297,27 +283,28 @@ class EMKernel(ChunkedKernel):
         # Rao-Blackwellised statistics: each level's conditional mean and covariance
         # given the rest, b + R R' grad log p and R R', for the draw's own b b'
         means = [b + s for b, s in zip(effects, steps, strict=True)]
-        variances = [tf.linalg.matmul(R, R, transpose_b=True) for R in factors]
+        variances = [o.matmul(R, R, transpose_b=True) for R in factors]
         for few, (mean, var) in collapsed.items():
             means[few], variances[few] = mean, var
-        rate = tf.reduce_mean(accept_prob)
+        rate = o.mean(accept_prob)
         adapted = hmc.adapt_step(
-            st["t"], st["h_bar"], st["log_eps_bar"], st["mu"], rate, self.target_accept
+            o, st["t"], st["h_bar"], st["log_eps_bar"], st["mu"], rate, self.target_accept
         )
         if not self.e_step_only:  # (e_step_only: sample at fixed parameters)
             effects, means, variances, beta, rss = self._m_step_location(
                 effects, means, variances, accumulate
             )
-            sigma2 = tf.cast(rss / (self.chains * float(m.design.nobs)), dt)  # rss: float64
+            sigma2 = o.cast(rss / (self.chains * float(m.design.nobs)), dt)  # rss: float64
             if self.fixed_sigma is not None:
                 sigma2 = st["sigma2"]
             covs = self._covariances(st, means, variances, accumulate)
-        on = tf.cast(accumulate, dt)
+        on = o.cast(accumulate, dt)
         row = trace_row(
+            o,
             [beta],
             covs,
             m.design.groupings,
-            [sigma2, rate, step, tf.cast(tf.reduce_mean(logp), dt)],
+            [sigma2, rate, step, o.cast(o.mean(logp), dt)],
             effects,
             self.layout.traced,
         )
@@ -326,7 +313,7 @@ class EMKernel(ChunkedKernel):
             "covs": covs,
             "sigma2": sigma2,
             "louis": st["louis"] + on * self._louis_statistic(effects),
-            **sampler_update(st, effects, adapt, adapted, on, (means, variances)),
+            **sampler_update(o, st, effects, adapt, adapted, on, (means, variances)),
         }
         return new, row
 
@@ -337,7 +324,15 @@ class EMKernel(ChunkedKernel):
         collapsed = {}
         for j, pair in enumerate(self.pairs):
             chains, *collapsed[pair.few] = joint_move(
-                self.model, pair, self._A, chains, beta, covs, sigma2, noise[2 * j : 2 * j + 2]
+                self.model,
+                pair,
+                self._A,
+                chains,
+                beta,
+                covs,
+                sigma2,
+                noise[2 * j : 2 * j + 2],
+                cross=self._cross[j],
             )
         return chains, collapsed
 
@@ -346,9 +341,8 @@ class EMKernel(ChunkedKernel):
         counterpart (PX-EM), then the regression for beta and the residual sum of squares;
         during the burn-in with the scale expansion, which rescales the draws and their
         moments."""
-        shifts = [
-            px * tf.reduce_mean(b, axis=[0, 1]) for b, px in zip(effects, self._px, strict=True)
-        ]
+        o = self.ops
+        shifts = [px * o.mean(b, axis=(0, 1)) for b, px in zip(effects, self._px, strict=True)]
         effects = [b - d for b, d in zip(effects, shifts, strict=True)]
         means = [mu - d for mu, d in zip(means, shifts, strict=True)]
         if not self.px_scale:
@@ -364,14 +358,12 @@ class EMKernel(ChunkedKernel):
 
         def plain():
             beta, rss = self._plain_regression(effects)
-            return beta, [tf.ones([g.k], dt) for g in self.model.design.groupings], rss
+            return beta, [o.ones([g.k], dt) for g in self.model.design.groupings], rss
 
-        beta, alpha, rss = tf.cond(accumulate, plain, expanded)
+        beta, alpha, rss = o.cond(accumulate, plain, expanded)
         effects = [b * a for b, a in zip(effects, alpha, strict=True)]
         means = [mu * a for mu, a in zip(means, alpha, strict=True)]
-        variances = [
-            v * a[:, tf.newaxis] * a[tf.newaxis, :] for v, a in zip(variances, alpha, strict=True)
-        ]
+        variances = [v * a[:, None] * a[None, :] for v, a in zip(variances, alpha, strict=True)]
         return effects, means, variances, beta, rss
 
     def _covariances(self, st, means, variances, accumulate):
@@ -380,29 +372,28 @@ class EMKernel(ChunkedKernel):
         ``(t - burnin)^-a``. SAEM damps the noise of few-level terms, but smooths the
         iterates, so their spread no longer measures the Monte Carlo error; off (a = 0) by
         default."""
-        dt = self.model.dtype
+        o, dt = self.ops, self.model.dtype
         draws = [
-            covariance_statistic(mu, v, px)
+            covariance_statistic(o, mu, v, px)
             for mu, v, px in zip(means, variances, self._px, strict=True)
         ]
-        gamma = tf.where(
-            accumulate, (st["n_louis"] + 1.0) ** (-self.sa_exponent), tf.constant(1.0, dt)
+        gamma = o.where(
+            accumulate, (st["n_louis"] + 1.0) ** (-self.sa_exponent), o.constant(1.0, dt)
         )
         return [cv + gamma * (dr - cv) for cv, dr in zip(st["covs"], draws, strict=True)]
 
     def _louis_statistic(self, effects):
         """Step 6: the between-chain covariance of ``X'Z b_c``, from the per-level ``Z'X``."""
-        v = tf.add_n(
-            [tf.einsum("lkp,clk->cp", ztx, b) for ztx, b in zip(self._ZtX, effects, strict=True)]
-        )
-        vc = v - tf.reduce_mean(v, 0)
-        return tf.linalg.matmul(vc, vc, transpose_a=True) / (tf.cast(self.chains, v.dtype) - 1.0)
+        o = self.ops
+        v = sum(o.einsum("lkp,clk->cp", ztx, b) for ztx, b in zip(self._ZtX, effects, strict=True))
+        vc = v - o.mean(v, 0)
+        return o.matmul(vc, vc, transpose_a=True) / (float(self.chains) - 1.0)
 
     # -- interface -------------------------------------------------------------------
     def initial_state(
         self, params: dict[str, np.ndarray], seed: int, step_size: float = 0.1
     ) -> dict:
-        d, np_dt = self.model.design, self.model.dtype.as_numpy_dtype
+        d, np_dt = self.model.design, self.model.dtype.type
         p = d.X.shape[1]
         return {
             "beta": np.asarray(params["beta"], np_dt),

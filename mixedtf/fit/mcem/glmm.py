@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import tensorflow as tf
 
 from mixedtf.design import Design
 from mixedtf.fit.laplace import LaplaceModel
@@ -31,6 +30,7 @@ from mixedtf.fit.mcem.glmm_kernel import GLMMKernel
 from mixedtf.fit.options import MCEMOptions
 from mixedtf.fit.start import mcem_start
 from mixedtf.linalg.covariance import theta_names, theta_of
+from mixedtf.model import backend
 from mixedtf.results.results import MixedLMResults
 
 LAPLACE_MAX_Q = 8000  # random effects outside the first term up to which Laplace runs
@@ -46,7 +46,7 @@ def fit_mcem_glmm(
     device, chains, seed = run_settings(design, seed, opts)
     t0 = time.perf_counter()
     laplace = LaplaceModel(design) if _q(design) <= LAPLACE_MAX_Q else None
-    with tf.device(f"/{device}:0"):
+    with backend.get(opts.backend).device_scope(device):
         kernel = build_kernel(GLMMKernel, design, opts, device, chains)
         start = mcem_start(design)
         state = kernel.initial_state(

@@ -1,4 +1,4 @@
-r"""The MCEM kernel for binomial, Poisson and ordinal models (TensorFlow backend).
+r"""The MCEM kernel for binomial, Poisson and ordinal models (one source for both backends).
 
 Same interface and E-step as the Gaussian :class:`~mixedtf.fit.mcem.gaussian_kernel.EMKernel`; what
 differs is the whitening and the M-step. One iteration, for ``C`` persistent chains:
@@ -22,7 +22,6 @@ differs is the whitening and the M-step. One iteration, for ``C`` persistent cha
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from mixedtf.fit.mcem import hmc
 from mixedtf.fit.mcem.kernel import (
@@ -41,7 +40,7 @@ from mixedtf.model.parameters import scale_name
 
 def expansion_specs(design, j: int, ordinal: bool, dtype) -> list[tuple]:
     """The location expansion of grouping ``j``, per term column ``a``:
-    ``(a, X_g, pinv(X_g), T, to_cut)``. For an intercept column ``X_g`` (levels x m) holds
+    ``(a, {"Xg": X_g, "Pinv": pinv(X_g), "T": T, "to_cut": to_cut})`` (numpy arrays). For an intercept column ``X_g`` (levels x m) holds
     the fixed-effect columns constant within every level (the intercept itself, and
     between-level covariates such as grouseticks' YEAR for BROOD: without them the EM
     creeps along the trade-off of those fixed effects with the level effects); for another
@@ -82,21 +81,21 @@ def expansion_specs(design, j: int, ordinal: bool, dtype) -> list[tuple]:
             Xg = Xg[:, keep]
             targets = [targets[c] for c in keep]
             to_cut = [to_cut[c] for c in keep]
-        specs.append(
-            (
-                a,
-                tf.constant(Xg, dtype),
-                tf.constant(np.linalg.pinv(Xg), dtype),
-                tf.constant(np.array(targets), dtype),
-                tf.constant(np.array(to_cut), dtype),
-            )
-        )
+        arrays = {
+            "Xg": Xg,
+            "Pinv": np.linalg.pinv(Xg),
+            "T": np.array(targets),
+            "to_cut": np.array(to_cut),
+        }
+        specs.append((a, {k: v.astype(dtype) for k, v in arrays.items()}))
     return specs
 
 
 class GLMMKernel(ChunkedKernel):
     """Compiled chunks of MCEM iterations for a non-Gaussian model (arguments as
     :class:`~mixedtf.fit.mcem.kernel.ChunkedKernel`)."""
+
+    ARRAYS = ("_zz", "_px")
 
     def __init__(self, model: CompiledModel, *args, **kwargs) -> None:
         super().__init__(model, *args, **kwargs)
@@ -105,21 +104,24 @@ class GLMMKernel(ChunkedKernel):
         self.family_param = model.family.family_param  # NB theta, Gamma shape, IG lambda
         self.has_family_param = self.family_param is not None  # its log sits after beta
         self.ordinal = self.n_cuts > 0 and not self.has_family_param
-        self._zz = [tf.constant(g.z[:, :, None] * g.z[:, None, :], dt) for g in d.groupings]
-        self._px = [expansion_specs(d, j, self.ordinal, dt) for j in range(len(d.groupings))]
+        self._zz = [(g.z[:, :, None] * g.z[:, None, :]).astype(dt) for g in d.groupings]
+        specs = [expansion_specs(d, j, self.ordinal, dt) for j in range(len(d.groupings))]
+        self._px_columns = [[a for a, _ in sp] for sp in specs]  # static
+        self._px = [[arrays for _, arrays in sp] for sp in specs]  # data
         self._compile()
 
     # -- pieces ------------------------------------------------------------------------
     def _family_params(self, extra):
         """The family's parameters from their slot ``extra`` after beta (``[..., n]``)."""
         if self.has_family_param:
-            return {self.family_param: tf.exp(extra[..., 0])}
+            return {self.family_param: self.ops.exp(extra[..., 0])}
         return {"cutpoints": extra} if self.n_cuts else {}
 
     def _params(self, beta, cuts, covs):
+        o = self.ops
         out = {"beta": beta, **self._family_params(cuts)}
         for g, cov in zip(self.model.design.groupings, covs, strict=True):
-            out[scale_name(g)] = tf.sqrt(cov[0, 0]) if g.k == 1 else tf.linalg.cholesky(cov)
+            out[scale_name(g)] = o.sqrt(cov[0, 0]) if g.k == 1 else o.cholesky(cov)
         return out
 
     def _expand(self, effects, beta, cuts):
@@ -127,118 +129,112 @@ class GLMMKernel(ChunkedKernel):
         the level-level design (:func:`expansion_specs`), take the fit out of every chain
         and add the coefficients to beta (ordinal: subtract the intercept's from the
         cutpoints). Every ``eta`` is unchanged."""
+        o = self.ops
         out = []
-        for b, specs in zip(effects, self._px, strict=True):
-            for a, Xg, Pinv, T, to_cut in specs:
-                gamma = tf.linalg.matvec(Pinv, tf.reduce_mean(b[:, :, a], 0))
-                fit = tf.linalg.matvec(Xg, gamma)
-                b = b - fit[tf.newaxis, :, tf.newaxis] * tf.one_hot(a, b.shape[-1], dtype=b.dtype)
-                beta = beta + tf.linalg.matvec(T, gamma, transpose_a=True)
-                cuts = cuts - tf.reduce_sum(to_cut * gamma)
+        for b, columns, specs in zip(effects, self._px_columns, self._px, strict=True):
+            for a, sp in zip(columns, specs, strict=True):
+                gamma = o.matvec(sp["Pinv"], o.mean(b[:, :, a], 0))
+                fit = o.matvec(sp["Xg"], gamma)
+                b = b - fit[None, :, None] * o.one_hot(a, b.shape[-1], dtype=b.dtype)
+                beta = beta + o.matvec(sp["T"], gamma, transpose_a=True)
+                cuts = cuts - o.sum(sp["to_cut"] * gamma)
             out.append(b)
         return out, beta, cuts
 
     def _weighted_precision(self, params, effects):
         """``A^W_l`` per grouping at the chains' mean effects."""
-        m = self.model
-        mean_b = [tf.reduce_mean(b, 0, keepdims=True) for b in effects]
+        m, o = self.model, self.ops
+        mean_b = [o.mean(b, 0, keepdims=True) for b in effects]
         eta = m.linear_predictor(params["beta"], mean_b)[0]
         w = m.family.working_weights(eta, params, m.y, m.trials)
         return [
-            tf.math.unsorted_segment_sum(w[:, None, None] * zz, g.codes, g.n_levels)
+            o.segment_sum(w[:, None, None] * zz, g.codes, g.n_levels)
             for zz, g in zip(self._zz, m.gathers, strict=True)
         ]
 
     def _newton(self, beta, cuts, zb):
         """One Newton step on ``Q(phi)``; returns the new ``beta, cuts``, the complete-data
         information ``-d^2 Q`` (per chain) and the between-chain covariance of the scores."""
-        m = self.model
+        m, o = self.model, self.ops
         p, C = self.layout.p, self.chains
-        phi = tf.concat([beta, cuts], 0)
-        phi_rep = tf.tile(phi[tf.newaxis], [C, 1])  # one copy per chain: per-chain scores
-        with tf.GradientTape() as outer:
-            outer.watch(phi_rep)
-            with tf.GradientTape() as inner:
-                inner.watch(phi_rep)
-                eta = tf.einsum("np,cp->cn", m.X, phi_rep[:, :p]) + m.offset + zb
-                params = self._family_params(phi_rep[:, p:])
-                logp = tf.reduce_sum(m.family.log_likelihood(eta, params, m.y, m.trials))
-            scores = inner.gradient(logp, phi_rep)  # [C, d]
-            total = tf.reduce_sum(scores, 0)
-        hess = tf.reduce_sum(outer.jacobian(total, phi_rep, experimental_use_pfor=True), 1)
-        g64 = tf.cast(total, tf.float64)
-        info64 = -tf.cast(hess, tf.float64)
-        info64 = 0.5 * (info64 + tf.transpose(info64))
-        jitter = 1e-9 * tf.linalg.diag(tf.abs(tf.linalg.diag_part(info64)) + 1e-12)
-        step = tf.linalg.cholesky_solve(tf.linalg.cholesky(info64 + jitter), g64[:, tf.newaxis])
-        step = tf.cast(step[:, 0], m.dtype)
+        phi = o.concat([beta, cuts], 0)
+        phi_rep = o.tile(phi[None], [C, 1])  # one copy per chain: per-chain scores
+
+        def log_lik(phi_rep):
+            eta = o.einsum("np,cp->cn", m.X, phi_rep[:, :p]) + m.offset + zb
+            params = self._family_params(phi_rep[:, p:])
+            return o.sum(m.family.log_likelihood(eta, params, m.y, m.trials))
+
+        scores, hess = o.scores_and_hessian(log_lik, phi_rep)  # [C, d], [d, d]
+        total = o.sum(scores, 0)
+        g64 = o.cast(total, o.float64)
+        info64 = -o.cast(hess, o.float64)
+        info64 = 0.5 * (info64 + o.transpose(info64))
+        jitter = 1e-9 * o.diag(o.abs(o.diag_part(info64)) + 1e-12)
+        step = o.cholesky_solve(o.cholesky(info64 + jitter), g64[:, None])
+        step = o.cast(step[:, 0], m.dtype)
         if self.ordinal and self.n_cuts > 1:  # shorten the step: the cutpoints stay ordered
             gaps = cuts[1:] - cuts[:-1]
             closing = -(step[p + 1 :] - step[p:-1])
-            ratio = tf.where(closing > 0, 0.9 * gaps / tf.maximum(closing, 1e-30), 1.0)
-            step = step * tf.minimum(1.0, tf.reduce_min(ratio))
+            ratio = o.where(closing > 0, 0.9 * gaps / o.maximum(closing, 1e-30), 1.0)
+            step = step * o.minimum(1.0, o.min(ratio))
         new = phi + step
-        sc = scores - tf.reduce_mean(scores, 0)
-        cov_scores = tf.matmul(sc, sc, transpose_a=True) / (C - 1.0)
-        return new[:p], new[p:], tf.cast(info64, m.dtype) / C, cov_scores
+        sc = scores - o.mean(scores, 0)
+        cov_scores = o.matmul(sc, sc, transpose_a=True) / (C - 1.0)
+        return new[:p], new[p:], o.cast(info64, m.dtype) / C, cov_scores
 
     # -- the compiled chunk ------------------------------------------------------------
     def _chunk(self, state, adapt, accumulate):
-        n_iter = self.chunk_size
-        m = self.model
+        return self._scan(lambda st: self._iteration(st, adapt, accumulate), state)
+
+    def _iteration(self, st, adapt, accumulate):
+        """One EM iteration (the module docstring's steps 1-4); returns the new state and
+        the trace row."""
+        m, o = self.model, self.ops
         dt = m.dtype
-        C = tf.cast(self.chains, dt)
-        trace = tf.TensorArray(dt, size=n_iter, element_shape=[len(self.layout.names)])
-
-        def body(i, st, trace):
-            beta, cuts, covs, chains = st["beta"], st["cuts"], st["covs"], st["chains"]
-            noise = iteration_noise(
-                st["seed"], st["iteration"], transition_shapes(m.design.groupings, self.chains), dt
-            )
-            params = self._params(beta, cuts, covs)
-            A = self._weighted_precision(params, chains)
-            factors = level_factors(A, covs, m.design.groupings)
-            step = tf.exp(tf.where(adapt, st["log_eps"], st["log_eps_bar"]))
-            effects, accept_prob, logp, _ = whitened_transition(
-                m, params, factors, chains, step, self.n_leapfrog, noise
-            )
-            rate = tf.reduce_mean(accept_prob)
-            t, h_bar, log_eps, log_eps_bar = hmc.adapt_step(
-                st["t"], st["h_bar"], st["log_eps_bar"], st["mu"], rate, self.target_accept
-            )
-            effects, beta, cuts = self._expand(effects, beta, cuts)
-            covs = [
-                tf.einsum("clk,clm->km", b, b) / (C * tf.cast(tf.shape(b)[1], dt)) for b in effects
-            ]
-            zb = m.random_part(effects)
-            beta, cuts, info, cov_scores = self._newton(beta, cuts, zb)
-            on = tf.cast(accumulate, dt)
-            row = trace_row(
-                [beta, cuts],
-                covs,
-                m.design.groupings,
-                [rate, step, tf.cast(tf.reduce_mean(logp), dt)],
-                effects,
-                self.layout.traced,
-            )
-            new = {
-                "beta": beta,
-                "cuts": cuts,
-                "covs": covs,
-                "info": st["info"] + on * info,
-                "louis": st["louis"] + on * cov_scores,
-                **sampler_update(st, effects, adapt, (t, h_bar, log_eps, log_eps_bar), on),
-            }
-            return i + 1, new, trace.write(i, row)
-
-        _, state, trace = tf.while_loop(
-            lambda i, *_: i < n_iter, body, (tf.constant(0), state, trace)
+        C = float(self.chains)
+        beta, cuts, covs, chains = st["beta"], st["cuts"], st["covs"], st["chains"]
+        noise = iteration_noise(
+            o, st["seed"], st["iteration"], transition_shapes(m.design.groupings, self.chains), dt
         )
-        return state, trace.stack()
+        params = self._params(beta, cuts, covs)
+        A = self._weighted_precision(params, chains)
+        factors = level_factors(o, A, covs, m.design.groupings)
+        step = o.exp(o.where(adapt, st["log_eps"], st["log_eps_bar"]))
+        effects, accept_prob, logp, _ = whitened_transition(
+            m, params, factors, chains, step, self.n_leapfrog, noise
+        )
+        rate = o.mean(accept_prob)
+        adapted = hmc.adapt_step(
+            o, st["t"], st["h_bar"], st["log_eps_bar"], st["mu"], rate, self.target_accept
+        )
+        effects, beta, cuts = self._expand(effects, beta, cuts)
+        covs = [o.einsum("clk,clm->km", b, b) / (C * float(b.shape[1])) for b in effects]
+        zb = m.random_part(effects)
+        beta, cuts, info, cov_scores = self._newton(beta, cuts, zb)
+        on = o.cast(accumulate, dt)
+        row = trace_row(
+            o,
+            [beta, cuts],
+            covs,
+            m.design.groupings,
+            [rate, step, o.cast(o.mean(logp), dt)],
+            effects,
+            self.layout.traced,
+        )
+        new = {
+            "beta": beta,
+            "cuts": cuts,
+            "covs": covs,
+            "info": st["info"] + on * info,
+            "louis": st["louis"] + on * cov_scores,
+            **sampler_update(o, st, effects, adapt, adapted, on),
+        }
+        return new, row
 
     # -- interface ---------------------------------------------------------------------
     def initial_state(self, params: dict, seed: int, step_size: float = 0.1) -> dict:
-        d, np_dt = self.model.design, self.model.dtype.as_numpy_dtype
+        d, np_dt = self.model.design, self.model.dtype.type
         dim = d.X.shape[1] + self.n_cuts
         return {
             "beta": np.asarray(params["beta"], np_dt),

@@ -26,11 +26,14 @@ the Rao-Blackwellised statistics of ``Sigma_A``: ``E[b_A b_A' | r] = mu mu' + Q^
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from mixedtf.model import CompiledModel
+
+Array = Any
 
 MAX_BLOCK = 128  # L_A k_A: the dense Q
 MAX_CROSS = 4_000_000  # L_B k_B L_A k_A: the cross products G
@@ -79,82 +82,89 @@ def pair_noise_shapes(pair: NestedPair, groupings, chains: int) -> list[list[int
     return [[chains, ga.n_levels * ga.k], [chains, gb.n_levels, gb.k]]
 
 
-def _inv(m: tf.Tensor) -> tf.Tensor:
+def _inv(o: ModuleType, m: Array) -> Array:
     """Inverse of (a batch of) symmetric positive definite ``k x k``; elementwise for
     ``k = 1``, where XLA's general inverse would cost compile time for nothing."""
-    return 1.0 / m if m.shape[-1] == 1 else tf.linalg.inv(m)
+    return 1.0 / m if m.shape[-1] == 1 else o.inv(m)
 
 
-def _chol(m: tf.Tensor) -> tf.Tensor:
-    return tf.sqrt(m) if m.shape[-1] == 1 else tf.linalg.cholesky(m)
+def _chol(o: ModuleType, m: Array) -> Array:
+    return o.sqrt(m) if m.shape[-1] == 1 else o.cholesky(m)
 
 
-def _level_precision(data: tf.Tensor, cov: tf.Tensor) -> tf.Tensor:
+def _level_precision(o: ModuleType, data: Array, cov: Array) -> Array:
     """``data_l + Sigma^{-1}`` per level, ``[L, k, k]``."""
-    return data + _inv(cov)[tf.newaxis]
+    return data + _inv(o, cov)[None]
 
 
 def joint_move(
     model: CompiledModel,
     pair: NestedPair,
-    A: list[tf.Tensor],
-    effects: list[tf.Tensor],
-    beta: tf.Tensor,
-    covs: list[tf.Tensor],
-    sigma2: tf.Tensor,
-    noise: list[tf.Tensor],
-) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
+    A: list[Array],
+    effects: list[Array],
+    beta: Array,
+    covs: list[Array],
+    sigma2: Array,
+    noise: list[Array],
+    cross: Array | None = None,
+) -> tuple[list[Array], Array, Array]:
     """Draw ``(b_A, b_B)`` of every chain from their conditional given the other terms,
     with standard normal ``noise`` shaped as :func:`pair_noise_shapes`.
 
-    ``A`` holds each grouping's ``sum z z'`` per level. Returns the new effects, the
+    ``A`` holds each grouping's ``sum z z'`` per level; ``cross`` is ``pair.cross`` on the
+    device (default: ``pair.cross`` itself). Returns the new effects, the
     conditional mean of ``b_A`` given the other terms ``[C, L_A, k_A]`` and its conditional
     covariance per level ``[L_A, k_A, k_A]`` (the diagonal blocks of ``Q^{-1}``). The
     algebra is float64; the one pass over the rows (the residual) is in the model's dtype.
     """
     a, b = pair.few, pair.partner
-    f64, dt = tf.float64, model.dtype
-    with tf.GradientTape() as tape:
-        tape.watch(effects)
-        zb = model.random_part(effects)  # [C, n]
-    e = model.y - model.offset - tf.linalg.matvec(model.X, beta) - zb
+    o = model.ops
+    f64, dt = o.float64, model.dtype
+
+    def random_part(pair_effects):
+        full = list(effects)
+        full[a], full[b] = pair_effects
+        return model.random_part(full)
+
+    zb, pullback = o.vjp(random_part, [effects[a], effects[b]])  # Z b: [C, n]
+    e = model.y - model.offset - o.matvec(model.X, beta) - zb
     # Z_A'e and Z_B'e per chain, through the gathers' device-chosen scatter
-    t_a, t_b = (tf.cast(t, f64) for t in tape.gradient(zb, [effects[a], effects[b]], e))
-    b_a, b_b = tf.cast(effects[a], f64), tf.cast(effects[b], f64)
-    cross = tf.constant(pair.cross, f64)
-    A_a, A_b = tf.cast(A[a], f64), tf.cast(A[b], f64)
-    s2 = tf.cast(sigma2, f64)
+    t_a, t_b = (o.cast(t, f64) for t in pullback(e))
+    b_a, b_b = o.cast(effects[a], f64), o.cast(effects[b], f64)
+    cross = o.cast(pair.cross if cross is None else cross, f64)
+    A_a, A_b = o.cast(A[a], f64), o.cast(A[b], f64)
+    s2 = o.cast(sigma2, f64)
     # scores of the pair with the pair's own contribution added back: Z'r
-    s_a = t_a + tf.einsum("akm,cam->cak", A_a, b_a) + tf.einsum("jbak,cjb->cak", cross, b_b)
-    s_b = t_b + tf.einsum("jbd,cjd->cjb", A_b, b_b) + tf.einsum("jbak,cak->cjb", cross, b_a)
+    s_a = t_a + o.einsum("akm,cam->cak", A_a, b_a) + o.einsum("jbak,cjb->cak", cross, b_b)
+    s_b = t_b + o.einsum("jbd,cjd->cjb", A_b, b_b) + o.einsum("jbak,cak->cjb", cross, b_a)
     G = cross / s2
-    P_inv = _inv(_level_precision(A_b / s2, tf.cast(covs[b], f64)))  # [L_B, k_B, k_B]
+    P_inv = _inv(o, _level_precision(o, A_b / s2, o.cast(covs[b], f64)))  # [L_B, k_B, k_B]
     h = s_b / s2
     n_a, k_a = A_a.shape[0], A_a.shape[1]
-    D = _level_precision(A_a / s2, tf.cast(covs[a], f64))  # [L_A, k_A, k_A]
-    Q = tf.reshape(
-        tf.einsum("akm,ab->akbm", D, tf.eye(n_a, dtype=f64))
-        - tf.einsum("jbak,jbd,jdle->akle", G, P_inv, G),
+    D = _level_precision(o, A_a / s2, o.cast(covs[a], f64))  # [L_A, k_A, k_A]
+    Q = o.reshape(
+        o.einsum("akm,ab->akbm", D, o.eye(n_a, dtype=f64))
+        - o.einsum("jbak,jbd,jdle->akle", G, P_inv, G),
         [n_a * k_a, n_a * k_a],
     )
-    lin = tf.reshape(s_a / s2 - tf.einsum("jbak,jbd,cjd->cak", G, P_inv, h), [-1, n_a * k_a])
-    L = tf.linalg.cholesky(Q)
-    mean_a = tf.transpose(tf.linalg.cholesky_solve(L, tf.transpose(lin)))  # [C, L_A k_A]
-    noise_a, noise_b = (tf.cast(z, f64) for z in noise)
-    draw_a = mean_a + tf.transpose(
-        tf.linalg.triangular_solve(L, tf.transpose(noise_a), lower=True, adjoint=True)
+    lin = o.reshape(s_a / s2 - o.einsum("jbak,jbd,cjd->cak", G, P_inv, h), [-1, n_a * k_a])
+    L = o.cholesky(Q)
+    mean_a = o.transpose(o.cholesky_solve(L, o.transpose(lin)))  # [C, L_A k_A]
+    noise_a, noise_b = (o.cast(z, f64) for z in noise)
+    draw_a = mean_a + o.transpose(
+        o.triangular_solve(L, o.transpose(noise_a), lower=True, adjoint=True)
     )  # L' x = noise: x ~ N(0, Q^{-1})
-    draw_a = tf.reshape(draw_a, tf.shape(b_a))
+    draw_a = o.reshape(draw_a, b_a.shape)
     # diagonal blocks of Q^{-1} = L^{-T} L^{-1}: [L_A, k_A, k_A]
-    l_inv = tf.reshape(
-        tf.linalg.triangular_solve(L, tf.eye(n_a * k_a, dtype=f64), lower=True),
+    l_inv = o.reshape(
+        o.triangular_solve(L, o.eye(n_a * k_a, dtype=f64), lower=True),
         [n_a * k_a, n_a, k_a],
     )
-    var_a = tf.einsum("ral,ram->alm", l_inv, l_inv)
+    var_a = o.einsum("ral,ram->alm", l_inv, l_inv)
     # b_B | b_A, level by level
-    mean_b = tf.einsum("jbd,cjd->cjb", P_inv, h - tf.einsum("jbak,cak->cjb", G, draw_a))
-    draw_b = mean_b + tf.einsum("jbd,cjd->cjb", _chol(P_inv), noise_b)
+    mean_b = o.einsum("jbd,cjd->cjb", P_inv, h - o.einsum("jbak,cak->cjb", G, draw_a))
+    draw_b = mean_b + o.einsum("jbd,cjd->cjb", _chol(o, P_inv), noise_b)
     new = list(effects)
-    new[a], new[b] = tf.cast(draw_a, dt), tf.cast(draw_b, dt)
-    mean_a = tf.reshape(mean_a, tf.shape(b_a))
-    return new, tf.cast(mean_a, dt), tf.cast(var_a, dt)
+    new[a], new[b] = o.cast(draw_a, dt), o.cast(draw_b, dt)
+    mean_a = o.reshape(mean_a, b_a.shape)
+    return new, o.cast(mean_a, dt), o.cast(var_a, dt)

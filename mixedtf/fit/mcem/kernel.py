@@ -1,25 +1,31 @@
-r"""What the MCEM kernels share (TensorFlow): the trace layout, the per-level whitening
+r"""What the MCEM kernels share: the trace layout, the per-level whitening
 factors, the one noise call per iteration, the whitened HMC transition, the sampler state
 and its update, the trace row, and ``ChunkedKernel``, which compiles a kernel's chunk of
 iterations once with XLA and runs it with numpy state in and out.
+
+Every kernel is written once over an ops module (:mod:`mixedtf.model.backend`; the
+model's ``ops``): the same source runs on TensorFlow and on JAX.
 
 The kernels -- :class:`~mixedtf.fit.mcem.gaussian_kernel.EMKernel` and
 :class:`~mixedtf.fit.mcem.glmm_kernel.GLMMKernel` -- are the only part of Monte Carlo EM
 that touches an array backend. Their interface is small,
 ``run(state, adapt, accumulate) -> (state, trace)`` with numpy arrays in and out, once per
-chunk of ``chunk_size`` iterations, so another backend can implement it without touching
-the EM driver, the design or the results.
+chunk of ``chunk_size`` iterations: the EM driver, the design and the results never see
+the backend. The data (the model's arrays and the kernel's per-level statistics) go to
+the compiled chunk as arguments, not as constants baked into the program.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from mixedtf.fit.mcem import hmc
-from mixedtf.model import CompiledModel, compile_cache
+from mixedtf.model import CompiledModel
 
 
 @dataclass(frozen=True)
@@ -69,35 +75,23 @@ class TraceLayout:
         return cls(tuple(names), d.X.shape[1], tuple(sizes), tuple(traced), n_cuts)
 
 
-def level_factors(A: list, covs: list, groupings) -> list:
+def level_factors(ops: ModuleType, A: list, covs: list, groupings) -> list:
     """Per level ``R_l = chol((A_l + Sigma^{-1})^{-1})``: the factor of the conditional
     covariance of ``b_l`` for data precision ``A_l`` (``z z' / sigma^2`` summed over the
     level's rows, or with working weights); a number per level for a scalar term."""
     return [
-        tf.math.rsqrt(a + 1.0 / cov)
-        if g.k == 1
-        else tf.linalg.cholesky(tf.linalg.inv(a + tf.linalg.inv(cov)))
+        ops.rsqrt(a + 1.0 / cov) if g.k == 1 else ops.cholesky(ops.inv(a + ops.inv(cov)))
         for a, cov, g in zip(A, covs, groupings, strict=True)
     ]
 
 
-def iteration_noise(seed: tf.Tensor, iteration: tf.Tensor, shapes: list, dtype) -> list:
-    """Every standard normal one iteration needs, in ``shapes`` (static), from one Philox
-    call keyed by ``(user seed, kernel salt + iteration)``. One raw call, not one per use
-    with ``fold_in``/``split``: each such op expands to ~700 HLO instructions (key
-    derivation included), and they were a third of the XLA compile time."""
+def iteration_noise(ops: ModuleType, seed: Any, iteration: Any, shapes: list, dtype) -> list:
+    """Every standard normal one iteration needs, in ``shapes`` (static), from one call of
+    the backend's counter-based generator keyed by ``(user seed, kernel salt + iteration)``
+    (:func:`~mixedtf.model.backend.tf_ops.normal`)."""
     sizes = [int(np.prod(s)) for s in shapes]
-    u64 = tf.uint64
-    low = tf.cast(tf.bitcast(seed[1] + iteration, tf.uint32), u64)
-    key = tf.bitwise.bitwise_or(tf.bitwise.left_shift(tf.cast(seed[0], u64), 32), low)
-    z = tf.raw_ops.StatelessRandomNormalV2(
-        shape=[sum(sizes)],
-        key=tf.reshape(key, [1]),
-        counter=tf.zeros([2], u64),
-        alg=1,  # Philox
-        dtype=dtype,
-    )
-    return [tf.reshape(part, s) for part, s in zip(tf.split(z, sizes), shapes, strict=True)]
+    z = ops.normal(seed, iteration, sum(sizes), dtype)
+    return [ops.reshape(part, s) for part, s in zip(ops.split(z, sizes), shapes, strict=True)]
 
 
 def transition_shapes(groupings, chains: int) -> list:
@@ -111,12 +105,13 @@ def whitened_transition(model: CompiledModel, params, factors, chains, step, n_l
     ``b_l = R_l u_l``, with ``noise`` shaped as :func:`transition_shapes`. Returns the new effects, the acceptance probabilities, the log
     densities and ``R_l R_l' grad_b log p`` at the new effects: for a Gaussian model, the
     step from ``b_l`` to its conditional mean given the other levels and terms."""
+    o = model.ops
     groupings = model.design.groupings
     n_chains = chains[0].shape[0]
 
     def to_b(us):
         return [
-            u * R[:, 0, :] if g.k == 1 else tf.einsum("lkm,clm->clk", R, u)
+            u * R[:, 0, :] if g.k == 1 else o.einsum("lkm,clm->clk", R, u)
             for R, u, g in zip(factors, us, groupings, strict=True)
         ]
 
@@ -124,10 +119,8 @@ def whitened_transition(model: CompiledModel, params, factors, chains, step, n_l
         return [
             b / R[:, 0, :]
             if g.k == 1
-            else tf.linalg.triangular_solve(
-                tf.broadcast_to(R, tf.concat([[n_chains], tf.shape(R)], 0)),
-                b[..., tf.newaxis],
-                lower=True,
+            else o.triangular_solve(
+                o.broadcast_to(R, [n_chains, *R.shape]), b[..., None], lower=True
             )[..., 0]
             for R, b, g in zip(factors, bs, groupings, strict=True)
         ]
@@ -136,7 +129,7 @@ def whitened_transition(model: CompiledModel, params, factors, chains, step, n_l
         return model.log_prob64(params, to_b(us))
 
     us, accept_prob, logp, grads = hmc.transition(
-        target, to_u(chains), step, n_leapfrog, noise[:-1], noise[-1]
+        o, target, to_u(chains), step, n_leapfrog, noise[:-1], noise[-1]
     )
     return to_b(us), accept_prob, logp, to_b(grads)
 
@@ -159,23 +152,24 @@ def sampler_state(groupings, chains: int, seed: int, salt: int, step_size: float
     }
 
 
-def sampler_update(st: dict, effects, adapt, adapted, on, moments=None) -> dict:
+def sampler_update(ops: ModuleType, st: dict, effects, adapt, adapted, on, moments=None) -> dict:
     """The next :func:`sampler_state` after one iteration: ``adapted`` is the dual-averaging
     step ``(t, h_bar, log_eps, log_eps_bar)``, kept while ``adapt``; ``on`` (0 or 1) adds
     the draws (or ``moments``: per grouping, the conditional means ``[C, L, k]`` and
     variances ``[L, k, k]`` of the draws) to the running sums."""
+    o = ops
     t, h_bar, log_eps, log_eps_bar = adapted
     if moments is None:
-        firsts = [tf.reduce_sum(b, 0) for b in effects]
-        seconds = [tf.einsum("clk,clm->lkm", b, b) for b in effects]
+        firsts = [o.sum(b, 0) for b in effects]
+        seconds = [o.einsum("clk,clm->lkm", b, b) for b in effects]
     else:
-        C = tf.cast(tf.shape(effects[0])[0], effects[0].dtype)
-        firsts = [tf.reduce_sum(m, 0) for m in moments[0]]
+        C = float(effects[0].shape[0])
+        firsts = [o.sum(m, 0) for m in moments[0]]
         seconds = [
-            tf.einsum("clk,clm->lkm", m, m) + C * v
+            o.einsum("clk,clm->lkm", m, m) + C * v
             for m, v in zip(moments[0], moments[1], strict=True)
         ]
-    keep = lambda new, old: tf.where(adapt, new, old)  # noqa: E731
+    keep = lambda new, old: o.where(adapt, new, old)  # noqa: E731
     return {
         "chains": effects,
         "seed": st["seed"],
@@ -191,16 +185,18 @@ def sampler_update(st: dict, effects, adapt, adapted, on, moments=None) -> dict:
     }
 
 
-def trace_row(head: list, covs, groupings, tail: list, effects, traced) -> tf.Tensor:
+def trace_row(ops: ModuleType, head: list, covs, groupings, tail: list, effects, traced):
     """One trace row: ``head`` (beta, ...), vech of each covariance, ``tail`` (sigma^2,
     diagnostics) as scalars, then the first chain's draws of the traced levels."""
+    o = ops
     tril = [np.stack(np.tril_indices(g.k), 1) for g in groupings]
-    return tf.concat(
-        head
-        + [tf.gather_nd(cv, idx) for cv, idx in zip(covs, tril, strict=True)]
-        + [tf.reshape(x, [1]) for x in tail]
+    dtype = head[0].dtype
+    return o.concat(
+        [o.cast(h, dtype) for h in head]
+        + [o.cast(o.gather_nd(cv, idx), dtype) for cv, idx in zip(covs, tril, strict=True)]
+        + [o.reshape(o.cast(x, dtype), [1]) for x in tail]
         + [
-            tf.reshape(tf.gather(b[0], levels), [-1])
+            o.reshape(o.cast(o.take(b[0], levels), dtype), [-1])
             for b, levels in zip(effects, traced, strict=True)
         ],
         0,
@@ -209,7 +205,14 @@ def trace_row(head: list, covs, groupings, tail: list, effects, traced) -> tf.Te
 
 class ChunkedKernel:
     """A kernel's ``_chunk(state, adapt, accumulate)`` compiled once with XLA and run with numpy
-    state in and out: the interface the EM drivers use."""
+    state in and out: the interface the EM drivers use.
+
+    The data go to the compiled chunk as arguments: the model's arrays
+    (:meth:`~mixedtf.model.CompiledModel.arrays`) and the kernel's own, the attributes
+    named in ``ARRAYS`` (per-level statistics), put on the device once. Inside the
+    compiled function a copy of the kernel holds the traced arrays (:meth:`_bound`)."""
+
+    ARRAYS: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -221,20 +224,47 @@ class ChunkedKernel:
         traced: tuple[np.ndarray, ...] | None = None,
     ) -> None:
         self.model = model
+        self.ops = model.ops
         self.chains = chains
         self.n_leapfrog = n_leapfrog
         self.target_accept = target_accept
         self.chunk_size = chunk_size
         self.layout = TraceLayout.of(model, traced)
 
+    def _arrays(self) -> dict:
+        return {"model": self.model.arrays(), **{n: getattr(self, n) for n in self.ARRAYS}}
+
+    def _bound(self, arrays: dict) -> ChunkedKernel:
+        kernel = copy.copy(self)
+        kernel.model = self.model.bind(arrays["model"])
+        for name in self.ARRAYS:
+            setattr(kernel, name, arrays[name])
+        return kernel
+
     def _compile(self) -> None:  # one XLA compilation serves every chunk
-        self.compile_cache = compile_cache.ACTIVE  # set when mixedtf.model was imported
-        self._step = tf.function(
-            self._chunk, jit_compile=True, reduce_retracing=True, autograph=False
-        )
+        self.compile_cache = self.ops.compile_cache_directory()
+        self._data = self.ops.to_device(self._arrays())
+
+        def step(data, state, adapt, accumulate):
+            return self._bound(data)._chunk(state, adapt, accumulate)
+
+        self._step = self.ops.jit(step)
 
     def run(self, state: dict, adapt: bool, accumulate: bool) -> tuple[dict, np.ndarray]:
         """Run one chunk of EM iterations; numpy state in and out, trace ``[chunk_size, columns]``."""
-        tensors = tf.nest.map_structure(tf.convert_to_tensor, state)
-        out, trace = self._step(tensors, tf.constant(adapt), tf.constant(accumulate))
-        return tf.nest.map_structure(lambda t: t.numpy(), out), trace.numpy()
+        o = self.ops
+        out, trace = self._step(
+            self._data, o.to_device(state), o.constant(bool(adapt)), o.constant(bool(accumulate))
+        )
+        return o.to_numpy(out), np.asarray(o.to_numpy(trace))
+
+    def _scan(self, body, state) -> tuple[dict, Any]:
+        """``state, row = body(state)`` ``chunk_size`` times (static: one compilation serves
+        every chunk); returns the state and the trace rows."""
+        return self.ops.scan(
+            self.chunk_size,
+            lambda i, st: body(st),
+            state,
+            len(self.layout.names),
+            self.model.dtype,
+        )

@@ -1,0 +1,287 @@
+"""The ops of the compiled model and the MCEM kernels on JAX (``backend="jax"``).
+
+Importing this module turns on ``jax_enable_x64`` (the kernels keep float64 statistics and
+log densities beside float32 draws) and, unless ``MIXEDTF_CACHE_DIR=none``, JAX's
+persistent compilation cache in the user cache directory
+(:func:`mixedtf.model.compile_cache.cache_directory`, subfolder ``jax``). It imports no
+TensorFlow. The noise is threefry (JAX's), so the draws differ from the TensorFlow
+backend's Philox ones: the two agree within Monte Carlo error, not digit for digit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from mixedtf.model import compile_cache
+
+jax.config.update("jax_enable_x64", True)
+
+NAME = "jax"
+float32, float64, int32 = np.dtype("float32"), np.dtype("float64"), np.dtype("int32")
+
+
+def _enable_cache() -> str | None:
+    directory = compile_cache.cache_directory()
+    if directory is None:
+        return None
+    directory = directory.parent / "jax"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", str(directory))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    except (OSError, AttributeError):  # read-only home, or an option this JAX lacks
+        return None
+    return str(directory)
+
+
+CACHE = _enable_cache()
+
+# -- creation, dtypes, conversion ------------------------------------------------------
+asarray = jnp.asarray
+zeros, ones, zeros_like, ones_like, eye = (
+    jnp.zeros,
+    jnp.ones,
+    jnp.zeros_like,
+    jnp.ones_like,
+    jnp.eye,
+)
+
+
+def cast(x, dtype):
+    return jnp.asarray(x).astype(dtype)
+
+
+def full(shape, value, dtype):
+    return jnp.full(shape, value, dtype)
+
+
+def constant(x, dtype=None):
+    return jnp.asarray(x, dtype)
+
+
+def to_numpy(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def to_device(tree):
+    return jax.tree_util.tree_map(jnp.asarray, tree)
+
+
+# -- elementwise -----------------------------------------------------------------------
+exp, log, log1p, expm1, sqrt, square, abs = (
+    jnp.exp, jnp.log, jnp.log1p, jnp.expm1, jnp.sqrt, jnp.square, jnp.abs,
+)  # fmt: skip
+rsqrt, softplus, sigmoid, lgamma, erfc, atan = (
+    lax.rsqrt, jax.nn.softplus, jax.nn.sigmoid, jax.scipy.special.gammaln,
+    jax.scipy.special.erfc, jnp.arctan,
+)  # fmt: skip
+maximum, minimum, where, isfinite, logical_or, equal = (
+    jnp.maximum, jnp.minimum, jnp.where, jnp.isfinite, jnp.logical_or, jnp.equal,
+)  # fmt: skip
+log_ndtr = jax.scipy.special.log_ndtr
+
+
+# -- reductions and shapes -------------------------------------------------------------
+def sum(x, axis=None, keepdims=False):
+    return jnp.sum(x, axis, keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    return jnp.mean(x, axis, keepdims=keepdims)
+
+
+def min(x, axis=None):
+    return jnp.min(x, axis)
+
+
+reshape, transpose, moveaxis, broadcast_to, tile = (
+    jnp.reshape, jnp.transpose, jnp.moveaxis, jnp.broadcast_to, jnp.tile,
+)  # fmt: skip
+
+
+def concat(xs, axis=0):
+    return jnp.concatenate(xs, axis)
+
+
+def stack(xs, axis=0):
+    return jnp.stack(xs, axis)
+
+
+def split(x, sizes):
+    return jnp.split(x, np.cumsum(sizes)[:-1].tolist())
+
+
+def one_hot(index, depth, dtype=None):
+    return jax.nn.one_hot(index, depth, dtype=dtype)
+
+
+def take(x, indices, axis=0):
+    return jnp.take(x, indices, axis=axis)
+
+
+def gather_nd(x, indices):
+    return x[tuple(np.asarray(indices).T)]
+
+
+# -- linear algebra --------------------------------------------------------------------
+einsum, inv = partial(jnp.einsum, optimize="optimal"), jnp.linalg.inv
+
+
+def cholesky(a):
+    return jnp.linalg.cholesky(a)
+
+
+def diag_part(a):
+    return jnp.diagonal(a, axis1=-2, axis2=-1)
+
+
+def diag(v):
+    return v[..., :, None] * jnp.eye(v.shape[-1], dtype=v.dtype)
+
+
+def matmul(a, b, transpose_a=False, transpose_b=False):
+    a = jnp.swapaxes(a, -1, -2) if transpose_a else a
+    b = jnp.swapaxes(b, -1, -2) if transpose_b else b
+    return a @ b
+
+
+def matvec(a, x, transpose_a=False):
+    a = jnp.swapaxes(a, -1, -2) if transpose_a else a
+    return jnp.einsum("...ij,...j->...i", a, x)
+
+
+def triangular_solve(tri, rhs, lower=True, adjoint=False):
+    return lax.linalg.triangular_solve(
+        tri, rhs, left_side=True, lower=lower, transpose_a=adjoint, conjugate_a=False
+    )
+
+
+def cholesky_solve(chol, rhs):
+    y = triangular_solve(chol, rhs, lower=True)
+    return triangular_solve(chol, y, lower=True, adjoint=True)
+
+
+# -- segment sums and the gather of random effects -------------------------------------
+def segment_sum(data, segment_ids, num_segments, sorted_ids=False):
+    return jax.ops.segment_sum(
+        data, segment_ids, num_segments=num_segments, indices_are_sorted=sorted_ids
+    )
+
+
+def gather_levels(b, codes, scatter: Callable):
+    """``b[..., codes, :]`` with the gradient ``scatter(dy)``."""
+
+    @jax.custom_vjp
+    def gather(b):
+        return jnp.take(b, codes, axis=-2)
+
+    gather.defvjp(lambda b: (gather(b), None), lambda _, dy: (scatter(dy),))
+    return gather(b)
+
+
+# -- derivatives -----------------------------------------------------------------------
+def value_and_grad(f: Callable, xs: list) -> tuple[Any, list]:
+    def total(xs):
+        value = f(xs)
+        return jnp.sum(value), value
+
+    (_, value), grads = jax.value_and_grad(total, has_aux=True)(xs)
+    return value, grads
+
+
+def vjp(f: Callable, xs: list) -> tuple[Any, Callable]:
+    out, pull = jax.vjp(f, xs)
+    return out, lambda cotangent: pull(cotangent)[0]
+
+
+def diag_hessian(f: Callable, x):
+    return jax.grad(lambda x: jnp.sum(jax.grad(f)(x)))(x)
+
+
+def scores_and_hessian(f: Callable, x):
+    """Per-row scores ``[C, d]`` of ``f(x) = sum_c f_c(x_c)`` and the summed Hessian
+    ``[d, d]``: the Hessian of ``phi -> f(tile(phi))``, ``d`` forward passes (not ``C d``)."""
+    scores = jax.grad(f)(x)
+    phi = x[0]
+    hess = jax.hessian(lambda p: f(jnp.broadcast_to(p, x.shape)))(phi)
+    return scores, hess
+
+
+# -- control flow, noise, compilation --------------------------------------------------
+def fori_loop(n: int, body: Callable, init):
+    return lax.fori_loop(0, n, body, init)
+
+
+def scan(n: int, body: Callable, init, row_size: int, dtype):
+    carry, rows = lax.scan(lambda c, i: body(i, c), init, jnp.arange(n))
+    return carry, rows.astype(dtype)
+
+
+def cond(pred, true_fn: Callable, false_fn: Callable):
+    return lax.cond(pred, true_fn, false_fn)
+
+
+def normal(seed, counter, size: int, dtype):
+    """``size`` standard normals keyed by ``(seed[0], seed[1] + counter)`` (threefry)."""
+    key = jax.random.fold_in(jax.random.key(seed[0]), seed[1] + counter)
+    return jax.random.normal(key, (size,), dtype)
+
+
+def jit(fn: Callable) -> Callable:
+    return jax.jit(fn)
+
+
+def default_device(requested: str | None = None) -> str:
+    if requested:
+        return str(requested).upper()
+    return "GPU" if any(d.platform == "gpu" for d in jax.devices()) else "CPU"
+
+
+@contextlib.contextmanager
+def device_scope(device: str) -> Iterator[None]:
+    devices = jax.devices("gpu" if device.upper() == "GPU" else "cpu")
+    with jax.default_device(devices[0]):
+        yield
+
+
+def set_deterministic() -> None:
+    """JAX's XLA programs are deterministic on a CPU; on a GPU the scatters are sorted
+    (the device-chosen gathers), so nothing to switch."""
+
+
+def versions() -> dict[str, str]:
+    import jaxlib
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
+
+
+def tfp_module():
+    """TensorFlow Probability's JAX substrate (the inspectable JointDistribution). It
+    imports with a TFP built for this JAX (tfp-nightly for JAX >= 0.7; TFP 0.25 does not)."""
+    from mixedtf.errors import MixedTFError
+
+    try:
+        from tensorflow_probability.substrates import jax as tfp
+
+        tfp.distributions.Normal(0.0, 1.0).log_prob(0.0)  # fails at use with a newer JAX
+    except Exception as err:  # ImportError, or the substrate failing against this JAX
+        raise MixedTFError(
+            f"the JointDistribution on the JAX backend needs TensorFlow Probability's JAX "
+            f"substrate, which did not import with JAX {jax.__version__} ({type(err).__name__}: "
+            f"{str(err)[:200]}). Install a TFP built for this JAX (tfp-nightly), or compile "
+            "the model with backend='tensorflow' to inspect it; fitting does not need it."
+        ) from err
+    return tfp
+
+
+def compile_cache_directory() -> str | None:
+    return CACHE
