@@ -70,11 +70,15 @@ def mcse(x: np.ndarray) -> np.ndarray:
 # accuracy target of the 1M-row crossed benchmark (SDs within 0.25%, fixed effects within
 # 0.04 SE of exact ML) at 0.74 of the 16-chain time
 GAUSSIAN_CHAIN_ROWS = 8_000_000
+# ... and on a GPU, where 128 chains are the default: 2^26 chain-rows keep the per-row
+# arrays (linear predictor, residuals, gradients: float32 [chains, N]) near 1 GB at 10M
+# rows (8 chains) and InstEval at 128
+GPU_CHAIN_ROWS = 2**26
 
 
 def default_chains(design: Design, device: str, paired: frozenset[int] = frozenset()) -> int:
-    """Chains per iteration: 128 on a GPU. On a CPU, Gaussian models get 16, or enough for
-    ~256 draws per iteration of the fewest-level grouping without a joint move (``paired``:
+    """Chains per iteration: 128 on a GPU (fewer above ``GPU_CHAIN_ROWS`` chain-rows). On
+    a CPU, Gaussian models get 16, or enough for ~256 draws per iteration of the fewest-level grouping without a joint move (``paired``:
     indices of the groupings with one), up to 32, halved (to 8 at least) while they would
     exceed ``GAUSSIAN_CHAIN_ROWS`` chain-rows. With joint moves and Rao-Blackwellised
     statistics 16 chains met every accuracy target on InstEval (32 were needed without).
@@ -83,8 +87,11 @@ def default_chains(design: Design, device: str, paired: frozenset[int] = frozens
     chain-rows per gradient): their MCEM fixed point moved with the chain count -- cbpp's
     SD(herd) sat 0.8% low at 32 chains (4-8 Monte Carlo s.e.) and within 0.2% at 128;
     grouseticks' intercept was 0.55 SE off at 16 chains and 0.13 SE at 128."""
-    if device == "GPU":
-        return 128
+    if device == "GPU":  # halved (to 8 at least) above GPU_CHAIN_ROWS: memory ~ N x chains
+        chains = 128
+        while chains > 8 and chains * design.nobs > GPU_CHAIN_ROWS:
+            chains //= 2
+        return chains
     if design.family == "gaussian":
         unpaired = [g.n_levels for i, g in enumerate(design.groupings) if i not in paired]
         fewest = min(unpaired, default=256)
