@@ -170,18 +170,24 @@ def tutorial_schedule(design) -> dict:
 
 PROCESS_FIT = """
 import json, os, time, warnings
-import tensorflow, tensorflow_probability  # imported before timing, as in the main run
+{imports}  # imported before timing, as in the main run
 import mixedtf as mtf
 df = mtf.datasets.load("InstEval")
 warnings.simplefilter("ignore")
 t0 = time.perf_counter()
-res = mtf.MixedLM.from_formula({formula!r}, df).fit(seed=1, progress=False)
+res = mtf.MixedLM.from_formula({formula!r}, df).fit(seed=1, progress=False, **{options!r})
 print("RESULT " + json.dumps({{"wall": time.perf_counter() - t0,
                               "compile": res.fit_info.extra["compile_time"]}}))
 """
 
 
-def cold_and_warm() -> tuple[dict, dict]:
+IMPORTS = {
+    "tensorflow": "import tensorflow, tensorflow_probability",
+    "jax": "import jax, mixedtf.model.backend.jax_ops",
+}
+
+
+def cold_and_warm(options: dict) -> tuple[dict, dict]:
     """The default fit in two fresh processes sharing an empty compilation cache: the
     first compiles (cold), the second loads the compiled chunk (warm)."""
     import json
@@ -195,7 +201,15 @@ def cold_and_warm() -> tuple[dict, dict]:
         env.pop("TF_XLA_FLAGS", None)
         for _ in range(2):
             run = subprocess.run(
-                [sys.executable, "-c", PROCESS_FIT.format(formula=FORMULA)],
+                [
+                    sys.executable,
+                    "-c",
+                    PROCESS_FIT.format(
+                        formula=FORMULA,
+                        options=options,
+                        imports=IMPORTS[options.get("backend", "tensorflow")],
+                    ),
+                ],
                 capture_output=True,
                 text=True,
                 env=env,
@@ -211,6 +225,7 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--skip-tutorial", action="store_true")
+    parser.add_argument("--backend", default="tensorflow", help="MCEM's: tensorflow or jax")
     parser.add_argument(
         "--option",
         action="append",
@@ -225,12 +240,14 @@ def main() -> None:
     import tensorflow  # noqa: F401
     import tensorflow_probability  # noqa: F401
 
-    print(f"TensorFlow + TFP import: {time.perf_counter() - t0:.1f} s (not in the timings below)")
+    if args.backend == "jax":
+        import mixedtf.model.backend.jax_ops  # noqa: F401
+    print(f"library imports: {time.perf_counter() - t0:.1f} s (not in the timings below)")
     df = mtf.datasets.load("InstEval")
     model = mtf.MixedLM.from_formula(FORMULA, df)
     exact = model.fit(method="ml")
     print(f"InstEval, {FORMULA}; exact ML logLik {exact.loglik:.4f}")
-    options = {}
+    options = {} if args.backend == "tensorflow" else {"backend": args.backend}
     for item in args.option:
         name, _, value = item.partition("=")
         if value.lower() in ("true", "false"):
@@ -248,7 +265,7 @@ def main() -> None:
     print(
         f"peak RSS of this process so far: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
     )
-    cold, warm = cold_and_warm()
+    cold, warm = cold_and_warm(options)
     print(
         f"new process, empty compilation cache (cold): fit() {cold['wall']:.1f} s "
         f"(first chunk {cold['compile']:.1f} s); second process (warm): {warm['wall']:.1f} s "

@@ -312,3 +312,72 @@ def test_count_and_ordinal_fits_agree_with_each_other_and_laplace(family):
         if family == "ordinal":
             np.testing.assert_allclose(res.cutpoints, lap.cutpoints, atol=0.1)
     _agree(fits, sd_floor=0.02, beta_floor=0.1)
+
+
+# -- rows sharded over devices (JAX) ----------------------------------------------------
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("name", BACKENDS)
+def test_padding_rows_changes_no_log_density(case, name):
+    # the padding that shards rows evenly is masked out of every family's log density, its
+    # gradient, and the GLMM M-step's likelihood
+    formula, family, response = CASES[case]
+    design = build_design(formula, _frame(response, n=61), family)
+    model = compile_model(design, family, backend=name)
+    padded = model.padded(4)
+    assert padded.y.shape == (64,) and int(padded.mask.sum()) == 61
+    assert model.padded(1) is model and padded.padded(4).y.shape == (64,)
+    o = model.ops
+    rng = np.random.default_rng(4)
+    effects = [o.constant(rng.normal(0, 0.7, (3, g.n_levels, g.k))) for g in design.groupings]
+    params = {k: o.constant(v) for k, v in _params(model).items()}
+    out = []
+    for m in (model, padded):
+        value, grads = o.value_and_grad(lambda bs, m=m: m.log_prob64(params, bs), effects)
+        eta = m.linear_predictor(params["beta"], effects)
+        plain = m.family.log_likelihood(eta, params, m.y, m.trials, m.mask)
+        out.append([o.to_numpy(value), *o.to_numpy(grads), o.to_numpy(plain)])
+    for got, want in zip(out[1], out[0], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+SHARDED = """
+import json, warnings
+import numpy as np
+import mixedtf as mtf
+warnings.simplefilter("ignore")
+cases = [
+    ("Reaction ~ Days + (Days|Subject)", mtf.datasets.load("sleepstudy").iloc[:179], "gaussian"),
+    ("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+     mtf.datasets.load("cbpp").iloc[:55], "binomial"),
+]
+out = []
+for formula, data, family in cases:
+    model = mtf.MixedLM.from_formula(formula, data, family=family)
+    kw = dict(seed=3, progress=False, backend="jax", dtype="float64", max_iterations=30,
+              burnin=10, min_averaged=10)
+    fits = [model.fit(devices=d, **kw) for d in (1, 4)]
+    out.append([[list(f.fixef()), f.covariances[0].ravel().tolist(), f.fit_info.extra["devices"]]
+                for f in fits])
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_rows_sharded_over_four_devices_give_the_one_device_fit():
+    # four logical CPU devices; 179 and 55 rows do not divide by 4, so the rows are padded
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    run = subprocess.run(
+        [sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    gaussian, binomial = json.loads(line[7:])
+    for (one, four), rtol in ((gaussian, 1e-9), (binomial, 1e-4)):
+        assert one[2] == 1 and four[2] == 4
+        np.testing.assert_allclose(four[0], one[0], rtol=rtol)  # fixed effects
+        np.testing.assert_allclose(four[1], one[1], rtol=rtol)  # covariance
+
+
+def test_devices_need_the_jax_backend():
+    sleep = mtf.datasets.load("sleepstudy")
+    with pytest.raises(mtf.OptionError, match="backend='jax'"):
+        mtf.MixedLM.from_formula("Reaction ~ Days + (1|Subject)", sleep).fit(devices=2)

@@ -150,6 +150,9 @@ class MCEMOptions:
             same seed gives the same fit on one backend; across backends the draws differ
             (Philox vs threefry) and the fits agree within Monte Carlo error.
         device: ``"CPU"`` or ``"GPU"`` (default: GPU when the backend sees one).
+        devices: JAX backend: shard the rows over this many devices of that kind (the
+            per-row arrays split, the effects and parameters replicated; XLA adds the
+            all-reduces of the gradients and the M-step's sums). Default 1.
         deterministic: TensorFlow op determinism (same seed, same fit on a GPU too).
         trace_levels: levels per term whose draws (first chain) the trace keeps, or
             ``{group name: [level labels]}``.
@@ -177,6 +180,7 @@ class MCEMOptions:
     dtype: str = "float32"
     backend: str = "tensorflow"
     device: str | None = None
+    devices: int = 1
     deterministic: bool = False
     trace_levels: int | dict = 3
     scale: float | None = None
@@ -209,6 +213,12 @@ class MCEMOptions:
             raise OptionError(
                 f"backend must be one of {list(BACKENDS)}; got {self.backend!r} (the JAX "
                 "backend needs `pip install mixedtf[jax]`)."
+            )
+        _positive_int("devices", self.devices)
+        if self.devices > 1 and self.backend != "jax":
+            raise OptionError(
+                f"devices={self.devices} shards the rows over devices on the JAX backend only; "
+                f"got backend={self.backend!r}. Pass backend='jax' (pip install mixedtf[jax])."
             )
         if self.device is not None and str(self.device).upper() not in ("CPU", "GPU"):
             raise OptionError(f"device must be 'CPU' or 'GPU'; got {self.device!r}.")

@@ -65,10 +65,67 @@ class CompiledModel:
     offset: Array
     z: tuple[Array, ...]
     gathers: tuple[LevelGather, ...]
+    mask: Array | None = None  # bool [n]: the data rows, where padded (see padded)
 
     @property
     def ops(self) -> ModuleType:
         return self.family.ops
+
+    @property
+    def nobs(self) -> int:
+        """Rows of the data (the design's), whatever the padding."""
+        return self.design.nobs
+
+    def padded(self, multiple: int) -> CompiledModel:
+        """The model with its rows padded to a multiple of ``multiple`` (to shard them
+        evenly over devices), the padding rows masked out of every log density: ``X``,
+        ``z`` and the offset 0 there (so no effect and no M-step sum sees them), the
+        response 0 (Gaussian: residual 0) or 1 (a value every other family takes)."""
+        n = int(np.shape(self.y)[0])  # rows so far (padded already, perhaps)
+        pad = (-n) % multiple
+        if pad == 0 or multiple <= 1:
+            return self
+
+        def grow(a, fill=0.0, axis=0):
+            width = [(0, 0)] * a.ndim
+            width[axis] = (0, pad)
+            return np.pad(np.asarray(a), width, constant_values=fill)
+
+        fill_y = 0.0 if self.family.has_scale else 1.0
+        gathers = []
+        for g in self.gathers:  # padding rows at the last level (the sorted order holds)
+            last = g.n_levels - 1
+            arrays = {
+                k: grow(v, axis=1) if k == "onehot" else grow(v, last if "codes" in k else 0)
+                for k, v in g.arrays.items()
+            }
+            if "order" in arrays:
+                arrays["order"][n:] = np.arange(n, n + pad)
+            gathers.append(g.bind(arrays))
+        return replace(
+            self,
+            X=grow(self.X),
+            y=grow(self.y, fill_y),
+            trials=None if self.trials is None else grow(self.trials, 1.0),
+            offset=grow(self.offset),
+            z=tuple(grow(z) for z in self.z),
+            gathers=tuple(gathers),
+            mask=grow(np.ones(n, bool) if self.mask is None else self.mask, False),
+        )
+
+    def row_axes(self) -> dict[str, Any]:
+        """For each array of :meth:`arrays`, its row axis (None: not a per-row array)."""
+        out = {
+            "X": 0,
+            "y": 0,
+            "offset": 0,
+            "z": [0 for _ in self.z],
+            "gathers": [{k: 1 if k == "onehot" else 0 for k in g.arrays} for g in self.gathers],
+        }  # every array of a CompiledModel is per row
+        for name in ("trials", "mask"):
+            if getattr(self, name) is not None:
+                out[name] = 0
+        return out
 
     # -- data as arguments -----------------------------------------------------------
     def arrays(self) -> dict[str, Any]:
@@ -82,6 +139,8 @@ class CompiledModel:
         }
         if self.trials is not None:
             out["trials"] = self.trials
+        if self.mask is not None:
+            out["mask"] = self.mask
         return out
 
     def bind(self, arrays: dict[str, Any]) -> CompiledModel:
@@ -91,6 +150,7 @@ class CompiledModel:
             X=arrays["X"],
             y=arrays["y"],
             trials=arrays.get("trials"),
+            mask=arrays.get("mask"),
             offset=arrays["offset"],
             z=tuple(arrays["z"]),
             gathers=tuple(g.bind(a) for g, a in zip(self.gathers, arrays["gathers"], strict=True)),
@@ -179,7 +239,7 @@ class CompiledModel:
         prior = self.prior(params)
         total = sum(prior[n].log_prob(b) for n, b in zip(self.nodes, effects, strict=True))
         eta = self.linear_predictor(params["beta"], list(effects))
-        return total + self.family.log_likelihood(eta, params, self.y, self.trials)
+        return total + self.family.log_likelihood(eta, params, self.y, self.trials, self.mask)
 
     def log_prob64(self, params: dict[str, Array], effects: list[Array]) -> Array:
         """:meth:`log_prob` in float64 for the samplers (one value per chain, effects
@@ -201,7 +261,7 @@ class CompiledModel:
                 log_det = o.sum(o.log(o.diag_part(scale)))
                 total += normal_log_density(o, o.sum(u * u, -1), g.n_levels, log_det, g.k)
         eta = self.linear_predictor(params["beta"], list(effects))
-        return total + self.family.log_likelihood64(eta, params, self.y, self.trials)
+        return total + self.family.log_likelihood64(eta, params, self.y, self.trials, self.mask)
 
 
 def response_arrays(design: Design) -> tuple[np.ndarray, np.ndarray | None]:
@@ -244,7 +304,11 @@ def compile_model(
     np_dtype = as_dtype(dtype)
     gathers = tuple(
         LevelGather.build(
-            g.codes, g.n_levels, gather_mode or choose_mode(device, g.n_levels), np_dtype, ops
+            g.codes,
+            g.n_levels,
+            gather_mode or choose_mode(device, g.n_levels, ops.NAME),
+            np_dtype,
+            ops,
         )
         for g in design.groupings
     )

@@ -8,8 +8,8 @@ adds serialise; there a contention-free form is used:
 * ``"sorted"``: rows pre-sorted by level once, then a sorted segment sum;
 * ``"onehot"``: a dense one-hot matmul, for terms with few levels.
 
-On a CPU the unsorted segment sum (the plain gather's own gradient) is fastest, so
-``"unsorted"`` is used there (and TensorFlow's sorted segment sum has no XLA CPU kernel).
+On a CPU TensorFlow uses ``"unsorted"`` (the plain gather's own gradient; its sorted
+segment sum has no XLA CPU kernel), JAX ``"sorted"`` (twice as fast as its unsorted one).
 All forms give the same values and gradients (tested on the CPU, on both backends).
 """
 
@@ -27,10 +27,13 @@ GatherMode = Literal["unsorted", "sorted", "onehot"]
 ONEHOT_MAX_LEVELS = 64
 
 
-def choose_mode(device: str, n_levels: int) -> GatherMode:
-    """The gradient form for a term with ``n_levels`` levels on ``device`` ("CPU"/"GPU")."""
+def choose_mode(device: str, n_levels: int, backend: str = "tensorflow") -> GatherMode:
+    """The gradient form for a term with ``n_levels`` levels on ``device`` ("CPU"/"GPU")
+    and ``backend``: on a CPU, TensorFlow's unsorted segment sum (its sorted one has no XLA
+    CPU kernel) and JAX's sorted one (InstEval, 32 chains: 7.3 ms for the three terms'
+    scatters against 14.7 ms unsorted)."""
     if device.upper() != "GPU":
-        return "unsorted"
+        return "sorted" if backend == "jax" else "unsorted"
     return "onehot" if n_levels <= ONEHOT_MAX_LEVELS else "sorted"
 
 

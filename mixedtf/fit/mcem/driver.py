@@ -132,7 +132,14 @@ def build_kernel(
     """The design compiled in ``opts.dtype`` for ``device`` and wrapped in ``kernel_class``
     with the schedule's settings on the backend of ``opts`` (call inside its
     ``device_scope``); ``extra`` goes to the kernel."""
-    model = compile_model(design, dtype=opts.dtype, device=device, backend=opts.backend)
+    sharded = opts.devices > 1  # the unsorted scatter: the sorted order would cross devices
+    model = compile_model(
+        design,
+        dtype=opts.dtype,
+        device=device,
+        backend=opts.backend,
+        gather_mode="unsorted" if sharded else None,
+    ).padded(opts.devices)
     return kernel_class(
         model,
         chains,
@@ -140,6 +147,7 @@ def build_kernel(
         opts.target_accept,
         opts.chunk_size,
         traced=traced_levels(design, opts.trace_levels),
+        devices=opts.devices,
         **extra,
     )
 
@@ -328,6 +336,7 @@ class MCEMRun:
                 "compile_time": self.compile_time,
                 "compile_cache": getattr(self.kernel, "compile_cache", None),
                 "backend": self.kernel.ops.NAME,
+                "devices": self.kernel.devices,
                 "versions": self.kernel.ops.versions(),
                 "chains": self.chains,
                 "averaged_iterations": int(self.averaged.shape[0]),

@@ -99,8 +99,9 @@ class EMKernel(ChunkedKernel):
         px_scale: bool = True,
         traced: tuple[np.ndarray, ...] | None = None,
         pairs: list[NestedPair] | None = None,
+        devices: int = 1,
     ) -> None:
-        super().__init__(model, chains, n_leapfrog, target_accept, chunk_size, traced)
+        super().__init__(model, chains, n_leapfrog, target_accept, chunk_size, traced, devices)
         self.e_step_only = e_step_only  # sample at fixed parameters (diagnostics and tests)
         self.sa_exponent = sa_exponent
         self.px_scale = px_scale

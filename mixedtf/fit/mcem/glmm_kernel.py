@@ -96,6 +96,7 @@ class GLMMKernel(ChunkedKernel):
     :class:`~mixedtf.fit.mcem.kernel.ChunkedKernel`)."""
 
     ARRAYS = ("_zz", "_px")
+    ROW_ARRAYS = ("_zz",)
 
     def __init__(self, model: CompiledModel, *args, **kwargs) -> None:
         super().__init__(model, *args, **kwargs)
@@ -104,7 +105,7 @@ class GLMMKernel(ChunkedKernel):
         self.family_param = model.family.family_param  # NB theta, Gamma shape, IG lambda
         self.has_family_param = self.family_param is not None  # its log sits after beta
         self.ordinal = self.n_cuts > 0 and not self.has_family_param
-        self._zz = [(g.z[:, :, None] * g.z[:, None, :]).astype(dt) for g in d.groupings]
+        self._zz = [(z[:, :, None] * z[:, None, :]).astype(dt) for z in model.z]  # padded too
         specs = [expansion_specs(d, j, self.ordinal, dt) for j in range(len(d.groupings))]
         self._px_columns = [[a for a, _ in sp] for sp in specs]  # static
         self._px = [[arrays for _, arrays in sp] for sp in specs]  # data
@@ -163,7 +164,7 @@ class GLMMKernel(ChunkedKernel):
         def log_lik(phi_rep):
             eta = o.einsum("np,cp->cn", m.X, phi_rep[:, :p]) + m.offset + zb
             params = self._family_params(phi_rep[:, p:])
-            return o.sum(m.family.log_likelihood(eta, params, m.y, m.trials))
+            return o.sum(m.family.log_likelihood(eta, params, m.y, m.trials, m.mask))
 
         scores, hess = o.scores_and_hessian(log_lik, phi_rep)  # [C, d], [d, d]
         total = o.sum(scores, 0)

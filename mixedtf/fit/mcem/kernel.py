@@ -213,6 +213,7 @@ class ChunkedKernel:
     compiled function a copy of the kernel holds the traced arrays (:meth:`_bound`)."""
 
     ARRAYS: tuple[str, ...] = ()
+    ROW_ARRAYS: tuple[str, ...] = ()  # those of ARRAYS with a row axis first
 
     def __init__(
         self,
@@ -222,8 +223,10 @@ class ChunkedKernel:
         target_accept: float,
         chunk_size: int,
         traced: tuple[np.ndarray, ...] | None = None,
+        devices: int = 1,
     ) -> None:
         self.model = model
+        self.devices = devices
         self.ops = model.ops
         self.chains = chains
         self.n_leapfrog = n_leapfrog
@@ -241,9 +244,27 @@ class ChunkedKernel:
             setattr(kernel, name, arrays[name])
         return kernel
 
+    def _row_axes(self) -> dict:
+        """The row axis of each array of :meth:`_arrays` (-1: none)."""
+
+        def like(tree, value):
+            if isinstance(tree, dict):
+                return {k: like(v, value) for k, v in tree.items()}
+            if isinstance(tree, list | tuple):
+                return type(tree)(like(v, value) for v in tree)
+            return value
+
+        out = {"model": self.model.row_axes()}
+        for name in self.ARRAYS:
+            out[name] = like(getattr(self, name), 0 if name in self.ROW_ARRAYS else -1)
+        return out
+
     def _compile(self) -> None:  # one XLA compilation serves every chunk
         self.compile_cache = self.ops.compile_cache_directory()
-        self._data = self.ops.to_device(self._arrays())
+        if self.devices > 1:  # rows sharded over devices; XLA adds the all-reduces
+            self._data = self.ops.shard_rows(self._arrays(), self._row_axes(), self.devices)
+        else:
+            self._data = self.ops.to_device(self._arrays())
 
         def step(data, state, adapt, accumulate):
             return self._bound(data)._chunk(state, adapt, accumulate)

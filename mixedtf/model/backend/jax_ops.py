@@ -76,14 +76,43 @@ def to_device(tree):
     return jax.tree_util.tree_map(jnp.asarray, tree)
 
 
+def shard_rows(tree, axes, n_devices: int):
+    """The arrays of ``tree`` on the first ``n_devices`` devices (of the default kind):
+    split along their row axis (``axes``: a tree of axes, -1 for none: replicated)."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    from mixedtf.errors import OptionError
+
+    devices = jax.devices()[:n_devices]
+    if len(devices) < n_devices:
+        raise OptionError(
+            f"devices={n_devices}, but JAX sees {len(jax.devices())}: {jax.devices()}. "
+            "On a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N."
+        )
+    mesh = Mesh(np.array(devices), ("rows",))
+
+    def put(x, axis):
+        spec = PartitionSpec() if axis < 0 else PartitionSpec(*([None] * axis), "rows")
+        return jax.device_put(x, NamedSharding(mesh, spec))
+
+    return jax.tree_util.tree_map(put, tree, axes)
+
+
 # -- elementwise -----------------------------------------------------------------------
 exp, log, log1p, expm1, sqrt, square, abs = (
     jnp.exp, jnp.log, jnp.log1p, jnp.expm1, jnp.sqrt, jnp.square, jnp.abs,
 )  # fmt: skip
-rsqrt, softplus, sigmoid, lgamma, erfc, atan = (
-    lax.rsqrt, jax.nn.softplus, jax.nn.sigmoid, jax.scipy.special.gammaln,
-    jax.scipy.special.erfc, jnp.arctan,
+rsqrt, sigmoid, lgamma, erfc, atan = (
+    lax.rsqrt, jax.nn.sigmoid, jax.scipy.special.gammaln, jax.scipy.special.erfc, jnp.arctan,
 )  # fmt: skip
+
+
+def softplus(x):
+    """``log(1 + e^x)`` as ``max(x, 0) + log1p(e^{-|x|})``: on a CPU a quarter of the
+    time of ``jax.nn.softplus`` (``logaddexp``, with its infinity handling)."""
+    return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
 maximum, minimum, where, isfinite, logical_or, equal = (
     jnp.maximum, jnp.minimum, jnp.where, jnp.isfinite, jnp.logical_or, jnp.equal,
 )  # fmt: skip
@@ -172,9 +201,14 @@ def cholesky_solve(chol, rhs):
 
 # -- segment sums and the gather of random effects -------------------------------------
 def segment_sum(data, segment_ids, num_segments, sorted_ids=False):
-    return jax.ops.segment_sum(
-        data, segment_ids, num_segments=num_segments, indices_are_sorted=sorted_ids
-    )
+    """Sum of ``data``'s rows (first axis) by segment, as one 2-D scatter-add with the ids
+    promised in range (they are level codes): on a CPU, InstEval's three terms at 32
+    chains took 1.9 ms this way, against 8.1 ms through ``jax.ops.segment_sum`` on
+    ``[n, chains, 1]`` with its bounds checks."""
+    rows = jnp.reshape(data, (data.shape[0], -1))
+    out = jnp.zeros((num_segments, rows.shape[1]), data.dtype)
+    out = out.at[segment_ids].add(rows, mode="promise_in_bounds", indices_are_sorted=sorted_ids)
+    return jnp.reshape(out, (num_segments, *data.shape[1:]))
 
 
 def gather_levels(b, codes, scatter: Callable):

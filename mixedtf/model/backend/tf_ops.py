@@ -40,6 +40,12 @@ def to_device(tree):
     return tf.nest.map_structure(tf.convert_to_tensor, tree)
 
 
+def shard_rows(tree, axes, n_devices: int):
+    from mixedtf.errors import OptionError
+
+    raise OptionError("sharding the rows over devices needs backend='jax'.")
+
+
 # -- elementwise -----------------------------------------------------------------------
 exp, log, log1p, expm1, sqrt, square, abs = (
     tf.exp, tf.math.log, tf.math.log1p, tf.math.expm1, tf.sqrt, tf.square, tf.abs,
