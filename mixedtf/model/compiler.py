@@ -306,7 +306,7 @@ def compile_model(
         LevelGather.build(
             g.codes,
             g.n_levels,
-            gather_mode or choose_mode(device, g.n_levels, ops.NAME),
+            gather_mode or choose_mode(device, g.n_levels),
             np_dtype,
             ops,
         )
