@@ -274,9 +274,8 @@ class ChunkedKernel:
     def run(self, state: dict, adapt: bool, accumulate: bool) -> tuple[dict, np.ndarray]:
         """Run one chunk of EM iterations; numpy state in and out, trace ``[chunk_size, columns]``."""
         o = self.ops
-        out, trace = self._step(
-            self._data, o.to_device(state), o.constant(bool(adapt)), o.constant(bool(accumulate))
-        )
+        flags = o.to_device((np.bool_(adapt), np.bool_(accumulate)))
+        out, trace = self._step(self._data, o.to_device(state), *flags)
         return o.to_numpy(out), np.asarray(o.to_numpy(trace))
 
     def _scan(self, body, state) -> tuple[dict, Any]:
