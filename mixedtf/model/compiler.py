@@ -239,7 +239,8 @@ class CompiledModel:
         prior = self.prior(params)
         total = sum(prior[n].log_prob(b) for n, b in zip(self.nodes, effects, strict=True))
         eta = self.linear_predictor(params["beta"], list(effects))
-        return total + self.family.log_likelihood(eta, params, self.y, self.trials, self.mask)
+        ll = self.family.log_likelihood(eta, params, self.y, self.trials, self.mask)
+        return total + self.ops.cast(ll, self.dtype)
 
     def log_prob64(self, params: dict[str, Array], effects: list[Array]) -> Array:
         """:meth:`log_prob` in float64 for the samplers (one value per chain, effects

@@ -28,7 +28,7 @@ import numpy as np
 from mixedtf import families
 from mixedtf.errors import FamilyError
 from mixedtf.model import backend
-from mixedtf.model.reductions import normal_log_density
+from mixedtf.model.reductions import normal_log_density, precise_sum
 
 Array = Any
 
@@ -77,10 +77,12 @@ class Likelihood:
         raise NotImplementedError
 
     def rows(self, terms: Array, mask: Array | None) -> Array:
-        """``sum`` of per-row ``terms`` over the last axis, the rows where ``mask`` is False
-        left out (padding rows of a model whose rows are sharded over devices)."""
+        """``sum`` of per-row ``terms`` over the last axis in float64
+        (:func:`~mixedtf.model.reductions.precise_sum`: float32 blocks, then float64), the
+        rows where ``mask`` is False left out (padding rows of a model whose rows are
+        sharded over devices)."""
         o = self.ops
-        return o.sum(terms if mask is None else o.where(mask, terms, 0.0), -1)
+        return precise_sum(o, terms if mask is None else o.where(mask, terms, 0.0))
 
     def log_likelihood(self, eta, params, y, trials=None, mask=None) -> Array:
         """``sum_i log p(y_i | eta_i)`` over the last axis (the rows where ``mask``): the
@@ -122,8 +124,8 @@ class GaussianLikelihood(Likelihood):
         o = self.ops
         r = (y - eta) / params["sigma"]
         squares, count = r * r, y.shape[-1]
-        if mask is not None:  # padding rows: r = 0 there, and not counted
-            squares, count = o.where(mask, squares, 0.0), o.sum(o.cast(mask, o.float64))
+        if mask is not None:  # padding rows: not counted, and 1 (0 once centred)
+            squares, count = o.where(mask, squares, 1.0), o.sum(o.cast(mask, o.float64))
         return normal_log_density(o, squares, count, o.log(params["sigma"]))
 
 
