@@ -42,6 +42,8 @@ def test_analytic_check_is_kept_on_the_results(sleep_mcem):
 def test_fit_info_records_the_run(sleep_mcem):
     info = sleep_mcem.fit_info
     assert info.device == "CPU" and info.seed == 20261125
+    assert info.extra["backend"] == "tensorflow" and info.extra["devices"] == 1
+    assert {"tensorflow", "tensorflow_probability"} <= set(info.extra["versions"])
     assert 0.4 < info.extra["acceptance"] < 0.99 and info.extra["step_size"] > 0
     assert info.extra["compile_time"] > 0 and info.wall_time > info.extra["compile_time"]
     trace = info.extra["trace"]
