@@ -71,11 +71,6 @@ class CompiledModel:
     def ops(self) -> ModuleType:
         return self.family.ops
 
-    @property
-    def nobs(self) -> int:
-        """Rows of the data (the design's), whatever the padding."""
-        return self.design.nobs
-
     def padded(self, multiple: int) -> CompiledModel:
         """The model with its rows padded to a multiple of ``multiple`` (to shard them
         evenly over devices), the padding rows masked out of every log density: ``X``,

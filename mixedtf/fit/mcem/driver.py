@@ -76,6 +76,14 @@ GAUSSIAN_CHAIN_ROWS = 8_000_000
 GPU_CHAIN_ROWS = 2**26
 
 
+def _halved(chains: int, nobs: int, max_chain_rows: int, floor: int) -> int:
+    """``chains`` halved (to ``floor`` at least) while ``chains * nobs`` exceeds
+    ``max_chain_rows``: the per-row arrays of a gradient are ``chains x nobs``."""
+    while chains > floor and chains * nobs > max_chain_rows:
+        chains //= 2
+    return chains
+
+
 def default_chains(design: Design, device: str, paired: frozenset[int] = frozenset()) -> int:
     """Chains per iteration: 128 on a GPU (fewer above ``GPU_CHAIN_ROWS`` chain-rows). On
     a CPU, Gaussian models get 16, or enough for ~256 draws per iteration of the fewest-level grouping without a joint move (``paired``:
@@ -87,23 +95,16 @@ def default_chains(design: Design, device: str, paired: frozenset[int] = frozens
     chain-rows per gradient): their MCEM fixed point moved with the chain count -- cbpp's
     SD(herd) sat 0.8% low at 32 chains (4-8 Monte Carlo s.e.) and within 0.2% at 128;
     grouseticks' intercept was 0.55 SE off at 16 chains and 0.13 SE at 128."""
-    if device == "GPU":  # halved (to 8 at least) above GPU_CHAIN_ROWS: memory ~ N x chains
-        chains = 128
-        while chains > 8 and chains * design.nobs > GPU_CHAIN_ROWS:
-            chains //= 2
-        return chains
+    if device == "GPU":
+        return _halved(128, design.nobs, GPU_CHAIN_ROWS, 8)
     if design.family == "gaussian":
         unpaired = [g.n_levels for i, g in enumerate(design.groupings) if i not in paired]
         fewest = min(unpaired, default=256)
         chains = int(np.clip(2 ** int(np.ceil(np.log2(256 / fewest))), 16, 32))
-        while chains > 8 and chains * design.nobs > GAUSSIAN_CHAIN_ROWS:
-            chains //= 2
-        return chains
+        return _halved(chains, design.nobs, GAUSSIAN_CHAIN_ROWS, 8)
     fewest = min(g.n_levels for g in design.groupings)
     chains = int(np.clip(2 ** int(np.ceil(np.log2(4096 / fewest))), 16, 128))
-    while chains > 16 and chains * design.nobs > 2_500_000:
-        chains //= 2
-    return chains
+    return _halved(chains, design.nobs, 2_500_000, 16)
 
 
 def traced_levels(design: Design, spec: int | dict) -> tuple[np.ndarray, ...]:
