@@ -381,3 +381,21 @@ def test_devices_need_the_jax_backend():
     sleep = mtf.datasets.load("sleepstudy")
     with pytest.raises(mtf.OptionError, match="backend='jax'"):
         mtf.MixedLM.from_formula("Reaction ~ Days + (1|Subject)", sleep).fit(devices=2)
+
+
+@pytest.mark.parametrize("devices", [0, -2, 1.5, "4"])
+def test_devices_must_be_a_positive_integer(devices):
+    sleep = mtf.datasets.load("sleepstudy")
+    model = mtf.MixedLM.from_formula("Reaction ~ Days + (1|Subject)", sleep)
+    with pytest.raises(mtf.OptionError, match="devices must be a positive integer"):
+        model.fit(backend="jax", devices=devices)
+
+
+def test_more_devices_than_jax_sees_is_refused_with_the_way_to_make_them():
+    import jax
+
+    sleep = mtf.datasets.load("sleepstudy")
+    model = mtf.MixedLM.from_formula("Reaction ~ Days + (1|Subject)", sleep)
+    too_many = len(jax.devices()) + 1
+    with pytest.raises(mtf.OptionError, match="xla_force_host_platform_device_count"):
+        model.fit(backend="jax", devices=too_many, progress=False)
