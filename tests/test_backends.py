@@ -371,7 +371,10 @@ def test_rows_sharded_over_four_devices_give_the_one_device_fit():
     assert run.returncode == 0, run.stderr[-3000:]
     line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")][-1]
     gaussian, binomial = json.loads(line[7:])
-    for (one, four), rtol in ((gaussian, 1e-9), (binomial, 1e-4)):
+    # the binomial E-step's accept decisions amplify the last bits of the sharded sums
+    # (1.6e-4 after 30 iterations of 5 leapfrog steps); a lost all-reduce or a padded row
+    # in a sum moves the fit by whole percents
+    for (one, four), rtol in ((gaussian, 1e-9), (binomial, 1e-3)):
         assert one[2] == 1 and four[2] == 4
         np.testing.assert_allclose(four[0], one[0], rtol=rtol)  # fixed effects
         np.testing.assert_allclose(four[1], one[1], rtol=rtol)  # covariance

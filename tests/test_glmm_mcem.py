@@ -11,6 +11,7 @@ from references import reference
 from scipy.special import expit
 
 import mixedtf as mtf
+from mixedtf.fit.mcem.ridge_move import ridge_pairs
 
 CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 
@@ -121,7 +122,6 @@ def test_ordinal_mcem_recovers_truth(tmp_path):
     [
         {"scale": 1.0},
         {"check": True},
-        {"joint_moves": False},
         {"px_scale": False},
         {"sa_exponent": 0.5},
     ],
@@ -150,9 +150,15 @@ def test_two_term_poisson_mcem_near_glmer():
     # estimates; the default chain count for non-Gaussian models fixes that
     ref = reference("grouseticks_poisson_laplace")
     ticks = mtf.datasets.load("grouseticks")
-    res = mtf.MixedLM.from_formula(
+    model = mtf.MixedLM.from_formula(
         "TICKS ~ YEAR + (1 | BROOD) + (1 | LOCATION)", ticks, family="poisson"
-    ).fit(seed=1)
+    )
+    # every brood at one location: the E-step's ridge move runs on this pair
+    pairs = ridge_pairs(model.design.groupings)
+    assert [
+        (model.design.groupings[p.few].name, model.design.groupings[p.partner].name) for p in pairs
+    ] == [("LOCATION", "BROOD")]
+    res = model.fit(seed=1)
     assert res.fit_info.extra["chains"] == 128
     for name, est in ref["fixed_effects"].items():
         assert abs(res.fixef()[name] - est) < 0.25 * ref["std_error"][name], name

@@ -115,14 +115,13 @@ class LaplaceOptions:
 # draws alone and needs the longer schedule.
 SCHEDULES = {
     "gaussian": {"n_leapfrog": 5, "chunk_size": 10, "warmup": 15, "burnin": 20, "min_averaged": 40},
-    "other": {"n_leapfrog": 10, "chunk_size": 25, "warmup": 50, "burnin": 100, "min_averaged": 200},
+    "other": {"n_leapfrog": 5, "chunk_size": 25, "warmup": 50, "burnin": 100, "min_averaged": 200},
 }
 # Options of the Gaussian M-step and check, with their Gaussian defaults; other families
 # refuse them (their E-step and Newton M-step have no counterpart).
 GAUSSIAN_ONLY = {
     "scale": None,
     "px_scale": True,
-    "joint_moves": True,
     "sa_exponent": 0.0,
     "check": None,
 }
@@ -158,7 +157,10 @@ class MCEMOptions:
             ``{group name: [level labels]}``.
         scale: Gaussian only: a fixed residual SD.
         px_scale: Gaussian only: scale parameter expansion during the burn-in (PX-EM).
-        joint_moves: Gaussian only: exact joint draws of a few-level term with its nested one.
+        joint_moves: draw a term jointly with a term nested in it (default True): Gaussian
+            models an exact joint draw of a few-level term with the term (mostly) nested
+            in it; the other families the ridge move of a term with one exactly nested in
+            it (:mod:`~mixedtf.fit.mcem.ridge_move`).
         sa_exponent: Gaussian only: > 0 for SAEM steps ``(t - burnin)^-a`` on the
             covariance statistics (0: plain MCEM).
         check: Gaussian only: compare the estimate with the exact ML optimum (an exact ML
@@ -264,6 +266,8 @@ class MCEMOptions:
             )
         if gaussian:
             filled |= {k: v for k, v in GAUSSIAN_ONLY.items() if getattr(self, k) is None}
+        if self.joint_moves is None:
+            filled["joint_moves"] = True
         return replace(self, **filled)
 
 

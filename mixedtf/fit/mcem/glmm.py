@@ -27,6 +27,7 @@ from mixedtf.fit.mcem.driver import (
     unpack,
 )
 from mixedtf.fit.mcem.glmm_kernel import GLMMKernel
+from mixedtf.fit.mcem.ridge_move import ridge_pairs
 from mixedtf.fit.options import MCEMOptions
 from mixedtf.fit.start import mcem_start
 from mixedtf.linalg.covariance import theta_names, theta_of
@@ -43,11 +44,12 @@ def fit_mcem_glmm(
 ) -> MixedLMResults:
     """Fit a binomial, Poisson or ordinal mixed model by Monte Carlo EM (``opts`` resolved
     for the family)."""
-    device, chains, seed = run_settings(design, seed, opts)
     t0 = time.perf_counter()
+    pairs = ridge_pairs(design.groupings) if opts.joint_moves else []
+    device, chains, seed = run_settings(design, seed, opts, frozenset(p.few for p in pairs))
     laplace = LaplaceModel(design) if _q(design) <= LAPLACE_MAX_Q else None
     with backend.get(opts.backend).device_scope(device):
-        kernel = build_kernel(GLMMKernel, design, opts, device, chains)
+        kernel = build_kernel(GLMMKernel, design, opts, device, chains, pairs=pairs)
         start = mcem_start(design)
         state = kernel.initial_state(
             {"beta": start.beta, "cuts": start.cuts, "covs": start.covs}, seed

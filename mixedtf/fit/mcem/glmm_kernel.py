@@ -6,11 +6,15 @@ differs is the whitening and the M-step. One iteration, for ``C`` persistent cha
 1. **E-step**: one HMC transition in the space ``b_l = R_l u_l``, with
    ``R_l = chol((A^W_l + Sigma^{-1})^{-1})`` and ``A^W_l = sum_i w_i z_i z_i'`` over the
    level's rows, ``w_i = -d^2 log p(y_i | eta_i) / d eta_i^2`` at the chains' mean
-   effects: the Laplace approximation of the level's conditional covariance.
+   effects: the Laplace approximation of the level's conditional covariance. Then the
+   ridge move of each term with a term exactly nested in it
+   (:mod:`~mixedtf.fit.mcem.ridge_move`), which also gives both terms' moments given the
+   rest (Rao-Blackwellised statistics for step 3).
 2. **Location expansion** (PX-EM): each term column with a fixed counterpart is centred
    and its mean folded into that fixed effect (ordinal: an intercept column into the
    cutpoints, ``c_k - m``), leaving every ``eta`` unchanged.
-3. **M-step**: ``Sigma_j = mean(b b')`` in closed form; for ``phi = (beta, cutpoints)``
+3. **M-step**: ``Sigma_j = mean(b b')`` in closed form (over the moments where a ridge
+   move gave them); for ``phi = (beta, cutpoints)``
    one Newton step on ``Q(phi) = mean_c log p(y | phi, b_c)`` from the previous value (an
    ECM step: the fixed point is the same as a full maximisation), in float64, with the step
    shortened if it would break the cutpoints' order.
@@ -34,6 +38,7 @@ from mixedtf.fit.mcem.kernel import (
     transition_shapes,
     whitened_transition,
 )
+from mixedtf.fit.mcem.ridge_move import RidgePair, ridge_move, ridge_noise_shape
 from mixedtf.model import CompiledModel
 from mixedtf.model.parameters import scale_name
 
@@ -95,12 +100,19 @@ class GLMMKernel(ChunkedKernel):
     """Compiled chunks of MCEM iterations for a non-Gaussian model (arguments as
     :class:`~mixedtf.fit.mcem.kernel.ChunkedKernel`)."""
 
-    ARRAYS = ("_zz", "_px")
+    ARRAYS = ("_zz", "_px", "_ridge")
     ROW_ARRAYS = ("_zz",)
 
-    def __init__(self, model: CompiledModel, *args, **kwargs) -> None:
+    def __init__(
+        self, model: CompiledModel, *args, pairs: list[RidgePair] | None = None, **kwargs
+    ) -> None:
         super().__init__(model, *args, **kwargs)
         d, dt = model.design, model.dtype
+        self.pairs = pairs or []
+        self._noise_shapes = transition_shapes(d.groupings, self.chains) + [
+            ridge_noise_shape(pair, d.groupings, self.chains) for pair in self.pairs
+        ]
+        self._ridge = [{"home": pair.home, "counts": pair.counts.astype(dt)} for pair in self.pairs]
         self.n_cuts = self.layout.n_cuts  # the family's parameters after beta
         self.family_param = model.family.family_param  # NB theta, Gamma shape, IG lambda
         self.has_family_param = self.family_param is not None  # its log sits after beta
@@ -125,22 +137,51 @@ class GLMMKernel(ChunkedKernel):
             out[scale_name(g)] = o.sqrt(cov[0, 0]) if g.k == 1 else o.cholesky(cov)
         return out
 
-    def _expand(self, effects, beta, cuts):
+    def _expand(self, effects, beta, cuts, moments):
         """PX-EM location expansion: per term column, regress the chains' mean effects on
         the level-level design (:func:`expansion_specs`), take the fit out of every chain
-        and add the coefficients to beta (ordinal: subtract the intercept's from the
-        cutpoints). Every ``eta`` is unchanged."""
+        (and out of the conditional means in ``moments``) and add the coefficients to beta
+        (ordinal: subtract the intercept's from the cutpoints). Every ``eta`` is
+        unchanged."""
         o = self.ops
-        out = []
-        for b, columns, specs in zip(effects, self._px_columns, self._px, strict=True):
+        out, moved = [], dict(moments)
+        for j, (b, columns, specs) in enumerate(
+            zip(effects, self._px_columns, self._px, strict=True)
+        ):
             for a, sp in zip(columns, specs, strict=True):
                 gamma = o.matvec(sp["Pinv"], o.mean(b[:, :, a], 0))
                 fit = o.matvec(sp["Xg"], gamma)
-                b = b - fit[None, :, None] * o.one_hot(a, b.shape[-1], dtype=b.dtype)
+                shift = fit[None, :, None] * o.one_hot(a, b.shape[-1], dtype=b.dtype)
+                b = b - shift
+                if j in moved:
+                    moved[j] = (moved[j][0] - shift, moved[j][1])
                 beta = beta + o.matvec(sp["T"], gamma, transpose_a=True)
                 cuts = cuts - o.sum(sp["to_cut"] * gamma)
             out.append(b)
-        return out, beta, cuts
+        return out, beta, cuts, moved
+
+    def _ridge_moves(self, effects, covs, noise):
+        """The ridge move of each nested pair; returns the effects and, per term a move
+        touched, its conditional means and covariances (the last move's)."""
+        moments = {}
+        for pair, arrays, z in zip(self.pairs, self._ridge, noise, strict=True):
+            effects, moments[pair.few], moments[pair.partner] = ridge_move(
+                self.ops, pair, arrays["home"], arrays["counts"], effects, covs, z
+            )
+        return effects, moments
+
+    def _covariances(self, effects, moments):
+        """``Sigma_j``: the chains' mean ``b b'``, or ``mu mu' + V`` from the moments."""
+        o, C = self.ops, float(self.chains)
+        covs = []
+        for j, b in enumerate(effects):
+            L = float(b.shape[1])
+            if j in moments:
+                mean, var = moments[j]
+                covs.append(o.einsum("clk,clm->km", mean, mean) / (C * L) + o.sum(var, 0) / L)
+            else:
+                covs.append(o.einsum("clk,clm->km", b, b) / (C * L))
+        return covs
 
     def _weighted_precision(self, params, effects):
         """``A^W_l`` per grouping at the chains' mean effects."""
@@ -193,24 +234,23 @@ class GLMMKernel(ChunkedKernel):
         the trace row."""
         m, o = self.model, self.ops
         dt = m.dtype
-        C = float(self.chains)
         beta, cuts, covs, chains = st["beta"], st["cuts"], st["covs"], st["chains"]
-        noise = iteration_noise(
-            o, st["seed"], st["iteration"], transition_shapes(m.design.groupings, self.chains), dt
-        )
+        noise = iteration_noise(o, st["seed"], st["iteration"], self._noise_shapes, dt)
+        n_terms = len(m.design.groupings)
         params = self._params(beta, cuts, covs)
         A = self._weighted_precision(params, chains)
         factors = level_factors(o, A, covs, m.design.groupings)
         step = o.exp(o.where(adapt, st["log_eps"], st["log_eps_bar"]))
         effects, accept_prob, logp, _ = whitened_transition(
-            m, params, factors, chains, step, self.n_leapfrog, noise
+            m, params, factors, chains, step, self.n_leapfrog, noise[: n_terms + 1]
         )
+        effects, moments = self._ridge_moves(effects, covs, noise[n_terms + 1 :])
         rate = o.mean(accept_prob)
         adapted = hmc.adapt_step(
             o, st["t"], st["h_bar"], st["log_eps_bar"], st["mu"], rate, self.target_accept
         )
-        effects, beta, cuts = self._expand(effects, beta, cuts)
-        covs = [o.einsum("clk,clm->km", b, b) / (C * float(b.shape[1])) for b in effects]
+        effects, beta, cuts, moments = self._expand(effects, beta, cuts, moments)
+        covs = self._covariances(effects, moments)
         zb = m.random_part(effects)
         beta, cuts, info, cov_scores = self._newton(beta, cuts, zb)
         on = o.cast(accumulate, dt)
