@@ -149,7 +149,7 @@ def test_option_objects_are_frozen_and_resolved_per_family():
         opts.joint_moves is True and opts.check is None and opts.scale is None
     )  # check None: where cheap
     glmm = make_options("mcem", "poisson", None)
-    assert glmm.n_leapfrog == 10 and glmm.joint_moves is True  # ridge moves: every family
+    assert glmm.n_leapfrog == 5 and glmm.joint_moves is True  # ridge moves: every family
     with pytest.raises(AttributeError):
         opts.burnin = 10  # type: ignore[misc]
     assert make_options("ml", "gaussian", ExactOptions(max_evaluations=5)).max_evaluations == 5
