@@ -351,6 +351,7 @@ class MCEMRun:
                 "step_size": float(np.exp(self.state["log_eps_bar"])),
                 "compile_time": self.compile_time,
                 "compile_cache": getattr(self.kernel, "compile_cache", None),
+                "program": getattr(self.kernel._step, "origin", None) or "traced",
                 "backend": self.kernel.ops.NAME,
                 "devices": self.kernel.devices,
                 "versions": self.kernel.ops.versions(),

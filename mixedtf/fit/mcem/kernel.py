@@ -17,6 +17,7 @@ the compiled chunk as arguments, not as constants baked into the program.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from types import ModuleType
@@ -26,6 +27,7 @@ import numpy as np
 
 from mixedtf.fit.mcem import hmc
 from mixedtf.model import CompiledModel
+from mixedtf.model.program_key import UnkeyableError, program_key
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,11 @@ class ChunkedKernel:
         def step(data, state, adapt, accumulate):
             return self._bound(data)._chunk(state, adapt, accumulate)
 
-        self._step = self.ops.jit(step)
+        key = None
+        if self.ops.KEEPS_PROGRAMS and self.devices == 1 and self.compile_cache is not None:
+            with contextlib.suppress(UnkeyableError):  # then compiled without keeping it
+                key = program_key(self)
+        self._step = self.ops.jit(step, program_key=key)
 
     def run(self, state: dict, adapt: bool, accumulate: bool) -> tuple[dict, np.ndarray]:
         """Run one chunk of EM iterations; numpy state in and out, trace ``[chunk_size, columns]``."""

@@ -25,6 +25,7 @@ from mixedtf.model import compile_cache
 jax.config.update("jax_enable_x64", True)
 
 NAME = "jax"
+KEEPS_PROGRAMS = True  # jit(program_key=...) keeps the traced program between processes
 float32, float64, int32 = np.dtype("float32"), np.dtype("float64"), np.dtype("int32")
 
 
@@ -272,8 +273,61 @@ def normal(seed, counter, size: int, dtype):
     return jax.random.normal(key, (size,), dtype)
 
 
-def jit(fn: Callable) -> Callable:
-    return jax.jit(fn)
+def jit(fn: Callable, program_key: str | None = None) -> Callable:
+    """``fn`` compiled with XLA. With a ``program_key`` (:mod:`mixedtf.model.program_key`)
+    and the cache on, the traced and lowered program is kept under that key and the
+    arguments' shapes (``jax.export``), so a later process skips tracing and lowering
+    and XLA's cache serves the compiled program; the callable's ``origin`` then says
+    ``"exported"`` (kept now) or ``"loaded"``."""
+    if program_key is None or CACHE is None:
+        return jax.jit(fn)
+    return _KeptProgram(fn, program_key)
+
+
+class _KeptProgram:
+    """A ``jax.jit`` whose lowered program is kept in ``<cache>/programs`` (see :func:`jit`)."""
+
+    def __init__(self, fn: Callable, key: str) -> None:
+        self.fn, self.key, self.origin = fn, key, None
+        self._call: Callable | None = None
+
+    def __call__(self, *args):
+        if self._call is None:
+            self._call = self._program(args)
+        return self._call(*args)
+
+    def _program(self, args) -> Callable:
+        import hashlib
+        import os
+        from pathlib import Path
+
+        from jax import export
+
+        leaves, tree = jax.tree_util.tree_flatten(args)
+        shapes = [(tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves]
+        platform = jax.devices()[0].platform
+        text = (
+            f"{self.key}|{tree}|{shapes}|{jax.__version__}|{platform}|{jax.config.jax_enable_x64}"
+        )
+        path = (
+            Path(CACHE).parent
+            / "programs"
+            / f"{hashlib.blake2b(text.encode(), digest_size=20).hexdigest()}.bin"
+        )
+        try:
+            exported = export.deserialize(bytearray(path.read_bytes()))
+            self.origin = "loaded"
+        except Exception:  # absent, unreadable or from another JAX: trace it again
+            exported = export.export(jax.jit(self.fn))(*args)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(exported.serialize())
+                os.replace(tmp, path)
+            except OSError:
+                pass
+            self.origin = "exported"
+        return jax.jit(exported.call)
 
 
 def default_device(requested: str | None = None) -> str:

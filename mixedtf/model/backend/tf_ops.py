@@ -15,6 +15,7 @@ compile_cache.enable()  # before TensorFlow's first operation reads its flags
 import tensorflow as tf  # noqa: E402
 
 NAME = "tensorflow"
+KEEPS_PROGRAMS = False  # jit ignores program_key: only the compiled program is cached
 float32, float64, int32 = np.dtype("float32"), np.dtype("float64"), np.dtype("int32")
 
 # -- creation, dtypes, conversion ------------------------------------------------------
@@ -238,8 +239,10 @@ def normal(seed, counter, size: int, dtype):
     )
 
 
-def jit(fn: Callable) -> Callable:
-    """``fn`` compiled once with XLA (arguments: pytrees of arrays)."""
+def jit(fn: Callable, program_key: str | None = None) -> Callable:
+    """``fn`` compiled once with XLA (arguments: pytrees of arrays). ``program_key`` is
+    the JAX backend's (the traced program kept between processes); TensorFlow keeps only
+    the compiled one, in its XLA cache."""
     return tf.function(fn, jit_compile=True, reduce_retracing=True, autograph=False)
 
 
