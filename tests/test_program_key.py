@@ -58,6 +58,15 @@ def test_the_key_follows_what_the_trace_reads():
         assert other != base
 
 
+def test_a_closure_is_keyed_by_what_it_holds():
+    def holding(value):
+        kept = np.array([value])
+        return lambda: kept
+
+    assert program_key([holding(1.0)]) == program_key([holding(1.0)])
+    assert program_key([holding(1.0)]) != program_key([holding(2.0)])
+
+
 def test_an_object_known_only_by_its_address_is_not_keyed():
     with pytest.raises(UnkeyableError):
         program_key({"x": object()})

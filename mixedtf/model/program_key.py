@@ -55,6 +55,14 @@ def program_key(obj: Any, *extra: Any) -> str:
     return h.hexdigest()
 
 
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:  # an empty cell
+        return False
+    return True
+
+
 def _feed(h, obj: Any, seen: set[int]) -> None:
     def tag(text: str) -> None:
         h.update(text.encode())
@@ -74,6 +82,11 @@ def _feed(h, obj: Any, seen: set[int]) -> None:
         return
     if isinstance(obj, type | FunctionType | BuiltinFunctionType | MethodType):
         tag(f"callable:{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)}")
+        if isinstance(obj, MethodType):  # a bound method reads its object
+            _feed(h, obj.__self__, seen)
+        elif isinstance(obj, FunctionType):  # a closure reads its cells and defaults
+            cells = [c.cell_contents for c in obj.__closure__ or () if _filled(c)]
+            _feed(h, (cells, obj.__defaults__, obj.__kwdefaults__), seen)
         return
     if id(obj) in seen:
         tag("seen")
