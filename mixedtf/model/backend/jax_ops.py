@@ -305,10 +305,13 @@ class _KeptProgram:
 
         leaves, tree = jax.tree_util.tree_flatten(args)
         shapes = [(tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves]
-        platform = jax.devices()[0].platform
-        text = (
-            f"{self.key}|{tree}|{shapes}|{jax.__version__}|{platform}|{jax.config.jax_enable_x64}"
-        )
+        platform = jax.default_backend()
+        placed = {d.platform for x in leaves if isinstance(x, jax.Array) for d in x.devices()}
+        if placed - {platform}:  # e.g. device="CPU" beside a GPU: export lowers for the default
+            self.origin = "traced"
+            return jax.jit(self.fn)
+        config = sorted((k, str(v)) for k, v in jax.config.values.items())  # x64, PRNG...
+        text = f"{self.key}|{tree}|{shapes}|{jax.__version__}|{platform}|{config}"
         path = (
             Path(CACHE).parent
             / "programs"
