@@ -34,6 +34,7 @@ from mixedtf.fit.mcem.kernel import (
     level_factors,
     sampler_state,
     sampler_update,
+    second_moment,
     trace_row,
     transition_shapes,
     whitened_transition,
@@ -172,16 +173,10 @@ class GLMMKernel(ChunkedKernel):
 
     def _covariances(self, effects, moments):
         """``Sigma_j``: the chains' mean ``b b'``, or ``mu mu' + V`` from the moments."""
-        o, C = self.ops, float(self.chains)
-        covs = []
-        for j, b in enumerate(effects):
-            L = float(b.shape[1])
-            if j in moments:
-                mean, var = moments[j]
-                covs.append(o.einsum("clk,clm->km", mean, mean) / (C * L) + o.sum(var, 0) / L)
-            else:
-                covs.append(o.einsum("clk,clm->km", b, b) / (C * L))
-        return covs
+        return [
+            second_moment(self.ops, *moments[j]) if j in moments else second_moment(self.ops, b)
+            for j, b in enumerate(effects)
+        ]
 
     def _weighted_precision(self, params, effects):
         """``A^W_l`` per grouping at the chains' mean effects."""

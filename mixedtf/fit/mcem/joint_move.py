@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from mixedtf.fit.mcem.kernel import spd_cholesky, spd_inverse
 from mixedtf.model import CompiledModel
 
 Array = Any
@@ -82,19 +83,9 @@ def pair_noise_shapes(pair: NestedPair, groupings, chains: int) -> list[list[int
     return [[chains, ga.n_levels * ga.k], [chains, gb.n_levels, gb.k]]
 
 
-def _inv(o: ModuleType, m: Array) -> Array:
-    """Inverse of (a batch of) symmetric positive definite ``k x k``; elementwise for
-    ``k = 1``, where XLA's general inverse would cost compile time for nothing."""
-    return 1.0 / m if m.shape[-1] == 1 else o.inv(m)
-
-
-def _chol(o: ModuleType, m: Array) -> Array:
-    return o.sqrt(m) if m.shape[-1] == 1 else o.cholesky(m)
-
-
 def _level_precision(o: ModuleType, data: Array, cov: Array) -> Array:
     """``data_l + Sigma^{-1}`` per level, ``[L, k, k]``."""
-    return data + _inv(o, cov)[None]
+    return data + spd_inverse(o, cov)[None]
 
 
 def joint_move(
@@ -138,7 +129,7 @@ def joint_move(
     s_a = t_a + o.einsum("akm,cam->cak", A_a, b_a) + o.einsum("jbak,cjb->cak", cross, b_b)
     s_b = t_b + o.einsum("jbd,cjd->cjb", A_b, b_b) + o.einsum("jbak,cak->cjb", cross, b_a)
     G = cross / s2
-    P_inv = _inv(o, _level_precision(o, A_b / s2, o.cast(covs[b], f64)))  # [L_B, k_B, k_B]
+    P_inv = spd_inverse(o, _level_precision(o, A_b / s2, o.cast(covs[b], f64)))  # [L_B, k_B, k_B]
     h = s_b / s2
     n_a, k_a = A_a.shape[0], A_a.shape[1]
     D = _level_precision(o, A_a / s2, o.cast(covs[a], f64))  # [L_A, k_A, k_A]
@@ -163,7 +154,7 @@ def joint_move(
     var_a = o.einsum("ral,ram->alm", l_inv, l_inv)
     # b_B | b_A, level by level
     mean_b = o.einsum("jbd,cjd->cjb", P_inv, h - o.einsum("jbak,cak->cjb", G, draw_a))
-    draw_b = mean_b + o.einsum("jbd,cjd->cjb", _chol(o, P_inv), noise_b)
+    draw_b = mean_b + o.einsum("jbd,cjd->cjb", spd_cholesky(o, P_inv), noise_b)
     new = list(effects)
     new[a], new[b] = o.cast(draw_a, dt), o.cast(draw_b, dt)
     mean_a = o.reshape(mean_a, b_a.shape)

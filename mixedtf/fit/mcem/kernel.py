@@ -29,6 +29,8 @@ from mixedtf.fit.mcem import hmc
 from mixedtf.model import CompiledModel
 from mixedtf.model.program_key import UnkeyableError, program_key
 
+Array = Any
+
 
 @dataclass(frozen=True)
 class TraceLayout:
@@ -75,6 +77,26 @@ class TraceLayout:
         for g, levels in zip(d.groupings, traced, strict=True):
             names += [f"b:{g.name}:{g.levels[lv]}:{c}" for lv in levels for c in g.colnames]
         return cls(tuple(names), d.X.shape[1], tuple(sizes), tuple(traced), n_cuts)
+
+
+def spd_inverse(o: ModuleType, m: Array) -> Array:
+    """Inverse of (a batch of) symmetric positive definite ``k x k``; elementwise for
+    ``k = 1``, where XLA's general inverse would cost compile time for nothing."""
+    return 1.0 / m if m.shape[-1] == 1 else o.inv(m)
+
+
+def spd_cholesky(o: ModuleType, m: Array) -> Array:
+    """Cholesky factor of (a batch of) symmetric positive definite ``k x k``; the square
+    root for ``k = 1``."""
+    return o.sqrt(m) if m.shape[-1] == 1 else o.cholesky(m)
+
+
+def second_moment(o: ModuleType, means: Array, variances: Array | None = None) -> Array:
+    """``mean_{c,l}(m m' + V)`` of one grouping from its levels' (conditional) means
+    ``m [C, L, k]`` and covariances ``V [L, k, k]`` (None: ``m`` are draws)."""
+    C, L = float(means.shape[0]), float(means.shape[1])
+    out = o.einsum("clk,clm->km", means, means) / (C * L)
+    return out if variances is None else out + o.mean(variances, 0)
 
 
 def level_factors(ops: ModuleType, A: list, covs: list, groupings) -> list:

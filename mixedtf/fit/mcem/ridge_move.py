@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from mixedtf.fit.mcem.kernel import spd_cholesky, spd_inverse
+
 Array = Any
 
 
@@ -94,14 +96,14 @@ def ridge_move(
     o = ops
     a, b = pair.few, pair.partner
     b_a, b_b = effects[a], effects[b]
-    n_a, k = b_a.shape[1], b_a.shape[2]
-    prec_a, prec_b = _inverse(o, covs[a]), _inverse(o, covs[b])  # [k, k]
+    n_a = b_a.shape[1]
+    prec_a, prec_b = spd_inverse(o, covs[a]), spd_inverse(o, covs[b])  # [k, k]
     sums = o.transpose(o.segment_sum(o.transpose(b_b, [1, 0, 2]), home, n_a), [1, 0, 2])
     P = prec_a[None] + counts[:, None, None] * prec_b[None]  # [L_A, k, k]
-    V = _inverse(o, P)
+    V = spd_inverse(o, P)
     rhs = o.einsum("km,cam->cak", prec_b, sums) - o.einsum("km,cam->cak", prec_a, b_a)
     m = o.einsum("akm,cam->cak", V, rhs)  # [C, L_A, k]
-    R = o.sqrt(V) if k == 1 else o.cholesky(V)
+    R = spd_cholesky(o, V)
     delta = m + o.einsum("akm,cam->cak", R, noise)
     new = list(effects)
     new[a] = b_a + delta
@@ -109,9 +111,3 @@ def ridge_move(
     mean_a = b_a + m
     mean_b = b_b - o.take(m, home, axis=1)
     return new, (mean_a, V), (mean_b, o.take(V, home, axis=0))
-
-
-def _inverse(o: ModuleType, m: Array) -> Array:
-    """Inverse of (a batch of) small symmetric positive definite matrices; elementwise
-    for ``1 x 1``."""
-    return 1.0 / m if m.shape[-1] == 1 else o.inv(m)

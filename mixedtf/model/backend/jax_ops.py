@@ -11,8 +11,11 @@ backend's Philox ones: the two agree within Monte Carlo error, not digit for dig
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 from collections.abc import Callable, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -297,11 +300,7 @@ class _KeptProgram:
         return self._call(*args)
 
     def _program(self, args) -> Callable:
-        import hashlib
-        import os
-        from pathlib import Path
-
-        from jax import export
+        from jax import export  # only where programs are kept
 
         leaves, tree = jax.tree_util.tree_flatten(args)
         shapes = [(tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves]

@@ -176,14 +176,19 @@ def vjp(f: Callable, xs: list) -> tuple[Any, Callable]:
     return out, lambda cotangent: tape.gradient(out, xs, output_gradients=cotangent)
 
 
+def _score(outer: tf.GradientTape, f: Callable, x):
+    """``grad f(x)``, recorded on ``outer`` for a second derivative."""
+    outer.watch(x)
+    with tf.GradientTape() as inner:
+        inner.watch(x)
+        total = f(x)
+    return inner.gradient(total, x)
+
+
 def diag_hessian(f: Callable, x):
     """``d^2 f / dx_i^2`` of a separable scalar ``f`` (sum of functions of one ``x_i``)."""
     with tf.GradientTape() as outer:
-        outer.watch(x)
-        with tf.GradientTape() as inner:
-            inner.watch(x)
-            total = f(x)
-        score = inner.gradient(total, x)
+        score = _score(outer, f, x)
     return outer.gradient(score, x)
 
 
@@ -191,11 +196,7 @@ def scores_and_hessian(f: Callable, x):
     """For ``f(x) = sum_c f_c(x_c)`` over the rows of ``x [C, d]``: the per-row scores
     ``[C, d]`` and ``sum_c`` of the rows' Hessians ``[d, d]``."""
     with tf.GradientTape() as outer:
-        outer.watch(x)
-        with tf.GradientTape() as inner:
-            inner.watch(x)
-            total = f(x)
-        scores = inner.gradient(total, x)
+        scores = _score(outer, f, x)
         summed = tf.reduce_sum(scores, 0)
     hess = tf.reduce_sum(outer.jacobian(summed, x, experimental_use_pfor=True), 1)
     return scores, hess
