@@ -160,3 +160,12 @@ def test_restart_edge_must_be_a_flag():
     with pytest.raises(mtf.OptionError, match="restart_edge"):
         ExactOptions(restart_edge="yes")
     assert ExactOptions().restart_edge is True
+
+
+def test_joint_moves_is_a_flag_for_every_family():
+    # accepted for non-Gaussian models since the ridge move; a non-flag is refused, not
+    # read as true, and False turns the move off
+    for family in ("gaussian", "poisson", "ordinal"):
+        with pytest.raises(mtf.OptionError, match="joint_moves must be True or False"):
+            make_options("mcem", family, {"joint_moves": "no"})
+        assert make_options("mcem", family, {"joint_moves": False}).joint_moves is False
