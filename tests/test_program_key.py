@@ -102,6 +102,7 @@ def _run(cache, shifts) -> list:
     return json.loads([ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
 
 
+@pytest.mark.slow  # two fresh processes (~10 s); CI runs the slow set too
 def test_a_second_process_loads_the_program_and_fits_the_same(tmp_path):
     (first,) = _run(tmp_path, [0.0])
     again, moved = _run(tmp_path, [0.0, 0.5])
