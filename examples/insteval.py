@@ -6,7 +6,7 @@ lme4's InstEval (bundled): 73,421 lecture ratings (1-5) by 2,972 students of 1,1
 instructors in 14 departments. As the tutorial: rename the columns, hold out 20% of the
 ratings, fit ``ratings ~ service + (1|students) + (1|instructors) + (1|departments)`` by
 Monte Carlo EM on the compiled TFP model, print the summary with the analytic check,
-compare with the exact ML fit, draw the objective, HMC traces, held-out residuals, the
+compare with the exact ML fit, draw the objective, draws of three departments, held-out residuals, the
 instructors' caterpillar and the residual panels to PNG files, and report the held-out
 RMSE. ``--quick`` fits a 15% subset with a shorter schedule (what the tests run). Ends by checking the exact ML fit of
 the full data against lme4 1.1-31.

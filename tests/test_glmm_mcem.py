@@ -62,6 +62,15 @@ def test_cbpp_mcem_matches_glmer_agq25(cbpp_mcem):
     assert "binomial / logit" in text and "Log-likelihood:" in text and "(Laplace)" in text
 
 
+def test_cbpp_sampler_plots_the_hmc_trace(cbpp_mcem):
+    from mixedtf import plotting
+
+    trace = cbpp_mcem.fit_info.extra["trace"]
+    fig = plotting.plot_mcem(cbpp_mcem)
+    np.testing.assert_array_equal(fig.axes[1].lines[0].get_ydata(), trace["accept"])
+    np.testing.assert_array_equal(fig.axes[2].lines[0].get_ydata(), trace["step_size"])
+
+
 def test_cbpp_posterior_predictive_mean(cbpp_mcem):
     res = cbpp_mcem
     d = res.design

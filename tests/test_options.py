@@ -8,7 +8,13 @@ import pytest
 from references import reference
 
 import mixedtf as mtf
-from mixedtf.fit.options import ExactOptions, LaplaceOptions, MCEMOptions, make_options
+from mixedtf.fit.options import (
+    ExactOptions,
+    LaplaceOptions,
+    MCEMOptions,
+    make_options,
+    options_of,
+)
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
 CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
@@ -144,16 +150,28 @@ def test_methods_that_do_not_fit_the_family_are_refused(sleepstudy, cbpp):
 
 def test_option_objects_are_frozen_and_resolved_per_family():
     opts = make_options("mcem", "gaussian", {"burnin": 30})
-    assert isinstance(opts, MCEMOptions) and opts.burnin == 30 and opts.warmup == 15
+    assert isinstance(opts, MCEMOptions) and opts.burnin == 30 and opts.warmup == 0
     assert (
         opts.joint_moves is True and opts.check is None and opts.scale is None
     )  # check None: where cheap
     glmm = make_options("mcem", "poisson", None)
     assert glmm.n_leapfrog == 5 and glmm.joint_moves is True  # ridge moves: every family
+    assert glmm.target_accept == 0.75 and glmm.warmup == 50 and opts.n_leapfrog is None
     with pytest.raises(AttributeError):
         opts.burnin = 10  # type: ignore[misc]
     assert make_options("ml", "gaussian", ExactOptions(max_evaluations=5)).max_evaluations == 5
     assert make_options("laplace", "poisson", {"nAGQ": 3}) == LaplaceOptions(n_agq=3)
+
+
+@pytest.mark.parametrize("option", [{"n_leapfrog": 3}, {"target_accept": 0.8}, {"warmup": 10}])
+def test_gaussian_mcem_refuses_hmc_settings(sleepstudy, option):
+    # a Gaussian model's E-step is a Gibbs sweep: an HMC setting would be silently ignored
+    (name,) = option
+    model = mtf.MixedLM.from_formula(SLEEP, sleepstudy)
+    with pytest.raises(mtf.OptionError, match=rf"{name}= sets the HMC E-step.*takes: chains,"):
+        model.fit(method="mcem", **option)
+    assert "n_leapfrog" not in options_of("mcem", "gaussian")
+    assert {"n_leapfrog", "warmup"} <= set(options_of("mcem", "poisson"))
 
 
 def test_restart_edge_must_be_a_flag():

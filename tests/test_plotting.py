@@ -241,9 +241,12 @@ def test_mcem_diagnostics(sleep_mcem):
     band = ax.collections[-1].get_paths()[0].vertices[:, 1]  # the fill, after the estimate line
     width = band.max() - band.min()
     assert width == pytest.approx(4 * sleep_mcem.fit_info.extra["mcse"]["beta:Days"], rel=1e-6)
+    # a Gaussian fit's E-step is a Gibbs sweep: the objective only, no sampler panels
     fig = plotting.plot_mcem(sleep_mcem)
-    np.testing.assert_array_equal(fig.axes[1].lines[0].get_ydata(), trace["accept"])
-    np.testing.assert_array_equal(fig.axes[2].lines[0].get_ydata(), trace["step_size"])
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["MCEM objective"]
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), trace["logp"])
+    with pytest.raises(mtf.OptionError, match="Gibbs sweep"):
+        plotting.plot_sampler(sleep_mcem)
 
 
 def test_bad_plot_arguments_are_named(sleep_reml, sleepstudy):

@@ -14,6 +14,7 @@ import pytest
 import mixedtf as mtf
 from mixedtf.fit.mcem.driver import build_kernel
 from mixedtf.fit.mcem.gaussian_kernel import EMKernel
+from mixedtf.fit.mcem.glmm_kernel import GLMMKernel
 from mixedtf.fit.options import make_options
 from mixedtf.model.program_key import UnkeyableError, program_key
 
@@ -48,14 +49,27 @@ def test_the_key_follows_what_the_trace_reads():
     for other in (
         _key(data=changed),
         _key(chains=16),
-        _key(n_leapfrog=4),
+        _key(sa_exponent=0.5),
         _key(chunk_size=5),
         _key(dtype="float64"),
         _key(px_scale=False),
         _key(scale=30.0),
-        _key(target_accept=0.8),
     ):
         assert other != base
+
+
+def _glmm_key(**options) -> str:
+    cbpp = mtf.datasets.load("cbpp")
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    design = mtf.MixedLM.from_formula(formula, cbpp, family="binomial").design
+    opts = make_options("mcem", "binomial", {"backend": "jax", **options})
+    return program_key(build_kernel(GLMMKernel, design, opts, "CPU", 8, pairs=[]))
+
+
+def test_the_key_follows_the_hmc_settings():
+    base = _glmm_key()
+    assert _glmm_key() == base
+    assert _glmm_key(n_leapfrog=4) != base and _glmm_key(target_accept=0.8) != base
 
 
 def test_a_closure_is_keyed_by_what_it_holds():

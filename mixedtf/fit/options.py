@@ -109,13 +109,20 @@ class LaplaceOptions:
         _positive_int("max_evaluations", self.max_evaluations)
 
 
-# The MCEM schedule's defaults. Gaussian models sample with joint moves of few-level terms
-# and Rao-Blackwellised statistics: their iterates mix in a few iterations (InstEval's
-# settled in 8), and 20 + 40 met every accuracy target there. The other families' E-step
-# draws alone and needs the longer schedule.
+# The MCEM schedule's defaults. Gaussian models sample by exact Gibbs sweeps with joint
+# draws of nested terms and Rao-Blackwellised statistics: their iterates mix in a few
+# iterations, and 20 + 40 met every accuracy target on InstEval. The other families' HMC
+# E-step needs the step-size warm-up and the longer schedule.
 SCHEDULES = {
-    "gaussian": {"n_leapfrog": 5, "chunk_size": 10, "warmup": 15, "burnin": 20, "min_averaged": 40},
-    "other": {"n_leapfrog": 5, "chunk_size": 25, "warmup": 50, "burnin": 100, "min_averaged": 200},
+    "gaussian": {"chunk_size": 10, "burnin": 20, "min_averaged": 40},
+    "other": {
+        "n_leapfrog": 5,
+        "target_accept": 0.75,
+        "chunk_size": 25,
+        "warmup": 50,
+        "burnin": 100,
+        "min_averaged": 200,
+    },
 }
 # Options of the Gaussian M-step and check, with their Gaussian defaults; other families
 # refuse them (their E-step and Newton M-step have no counterpart).
@@ -125,6 +132,8 @@ GAUSSIAN_ONLY = {
     "sa_exponent": 0.0,
     "check": None,
 }
+# Options of the HMC E-step; Gaussian models refuse them (their E-step is a Gibbs sweep)
+HMC_ONLY = ("n_leapfrog", "target_accept", "warmup")
 
 
 @dataclass(frozen=True)
@@ -135,14 +144,16 @@ class MCEMOptions:
     Attributes:
         chains: chains per iteration (default: 128 on a GPU; on a CPU 16-32 for Gaussian
             models, ~4096 draws of the fewest-level term for the others).
-        n_leapfrog, chunk_size, warmup, burnin, min_averaged: leapfrog steps per HMC
-            transition, iterations per compiled chunk, step-size adaptation, burn-in, and
-            the fewest averaged iterations before the stopping rule may fire (default by
+        chunk_size, burnin, min_averaged: iterations per compiled chunk, burn-in, and the
+            fewest averaged iterations before the stopping rule may fire (default by
             family, ``SCHEDULES``).
+        n_leapfrog, warmup, target_accept: the HMC E-step of non-Gaussian models: leapfrog
+            steps per transition, step-size adaptation (iterations; the burn-in is never
+            shorter) and the acceptance rate it adapts to (default 5, 50, 0.75). Gaussian
+            models refuse them: their E-step is an exact Gibbs sweep.
         max_iterations: iteration budget.
         rtol: each SD's Monte Carlo error must be within ``rtol`` of its value...
         se_tol: ...and each fixed effect's within ``se_tol`` of its standard error.
-        target_accept: HMC acceptance rate that the step size is adapted to.
         dtype: ``"float32"`` (default) or ``"float64"`` for the kernel.
         backend: the kernel's array library, ``"tensorflow"`` (default) or ``"jax"``
             (``pip install mixedtf[jax]``; nothing on that path imports TensorFlow). The
@@ -178,7 +189,7 @@ class MCEMOptions:
     min_averaged: int | None = None
     rtol: float = 0.02
     se_tol: float = 0.05
-    target_accept: float = 0.75
+    target_accept: float | None = None
     dtype: str = "float32"
     backend: str = "tensorflow"
     device: str | None = None
@@ -205,7 +216,7 @@ class MCEMOptions:
             raise OptionError(
                 f"chains must be at least 2 (the Louis covariance needs two); got {self.chains!r}."
             )
-        if not 0 < self.target_accept < 1:
+        if self.target_accept is not None and not 0 < self.target_accept < 1:
             raise OptionError(f"target_accept must be in (0, 1); got {self.target_accept}.")
         _positive("rtol", self.rtol)
         _positive("se_tol", self.se_tol)
@@ -247,7 +258,8 @@ class MCEMOptions:
         unset is never shorter than the warm-up), and the Gaussian-only options resolved.
 
         Raises:
-            OptionError: a Gaussian-only option was set for another family.
+            OptionError: a Gaussian-only option was set for another family, or an HMC
+                option for a Gaussian model.
         """
         gaussian = family == "gaussian"
         defaults = SCHEDULES["gaussian" if gaussian else "other"]
@@ -264,8 +276,17 @@ class MCEMOptions:
                 f"(the residual SD, the closed-form M-step and its exact check); MCEM of a "
                 f"{family} model takes: {', '.join(options_of('mcem', family))}."
             )
+        hmc_here = [k for k in HMC_ONLY if getattr(self, k) not in (None, 0)]  # warmup=0: none
+        if gaussian and hmc_here:
+            raise OptionError(
+                f"{', '.join(f'{k}=' for k in hmc_here)} "
+                f"{'sets' if len(hmc_here) == 1 else 'set'} the HMC E-step of non-Gaussian "
+                "models; a Gaussian model's E-step is an exact Gibbs sweep with no step size "
+                f"to tune. MCEM of a Gaussian model takes: {', '.join(options_of('mcem'))}."
+            )
         if gaussian:
             filled |= {k: v for k, v in GAUSSIAN_ONLY.items() if getattr(self, k) is None}
+            filled["warmup"] = 0  # nothing to adapt
         if self.joint_moves is None:
             filled["joint_moves"] = True
         return replace(self, **filled)
@@ -284,6 +305,8 @@ def options_of(method: str, family: str = "gaussian") -> list[str]:
     names = [f.name for f in fields(OPTION_CLASSES[method])]
     if method == "mcem" and family != "gaussian":
         names = [n for n in names if n not in GAUSSIAN_ONLY]
+    elif method == "mcem":
+        names = [n for n in names if n not in HMC_ONLY]
     return names
 
 
@@ -342,7 +365,7 @@ def _canonical(method: str, family: str, options: dict[str, Any]) -> dict[str, A
     unknown = [k for k in options if k not in known]
     if not unknown:
         return options
-    if method == "mcem" and set(unknown) <= set(GAUSSIAN_ONLY):  # the family's message
+    if method == "mcem" and set(unknown) <= {*GAUSSIAN_ONLY, *HMC_ONLY}:  # the family's message
         MCEMOptions(**options).for_family(family)
     lines = [_misplaced(name, typed.get(name, name), method, known) for name in unknown]
     raise OptionError(

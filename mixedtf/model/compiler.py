@@ -242,6 +242,13 @@ class CompiledModel:
         ``[C, L, k]``, parameters without batch dimensions), without TFP: the sums over
         levels and rows by :func:`~mixedtf.model.reductions.precise_sum`, so that
         differences between states stay exact at millions of rows in a float32 kernel."""
+        params = self._params(params)
+        eta = self.linear_predictor(params["beta"], list(effects))
+        loglik = self.family.log_likelihood64(eta, params, self.y, self.trials, self.mask)
+        return self.prior_log_prob64(params, effects) + loglik
+
+    def prior_log_prob64(self, params: dict[str, Array], effects: list[Array]) -> Array:
+        """``log p(b | params)`` in float64, one value per chain (see :meth:`log_prob64`)."""
         o = self.ops
         params = self._params(params)
         total = 0.0
@@ -256,8 +263,7 @@ class CompiledModel:
                 )[..., 0]
                 log_det = o.sum(o.log(o.diag_part(scale)))
                 total += normal_log_density(o, o.sum(u * u, -1), g.n_levels, log_det, g.k)
-        eta = self.linear_predictor(params["beta"], list(effects))
-        return total + self.family.log_likelihood64(eta, params, self.y, self.trials, self.mask)
+        return total
 
 
 def response_arrays(design: Design) -> tuple[np.ndarray, np.ndarray | None]:

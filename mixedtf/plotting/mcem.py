@@ -1,6 +1,6 @@
 """Monte Carlo EM diagnostics: the objective (:func:`plot_objective`), the parameter
 iterates with their Monte Carlo bands (:func:`plot_parameters`), the HMC sampler's
-acceptance and step size (:func:`plot_sampler`), HMC draws of chosen levels
+acceptance and step size (non-Gaussian fits: :func:`plot_sampler`), draws of chosen levels
 (:func:`plot_traces`; which levels are kept is the ``trace_levels`` fit option), and all
 of them at once (:func:`plot_mcem`)."""
 
@@ -45,7 +45,7 @@ def plot_objective(res: MixedLMResults, ax: Any = None):
 
 
 def plot_traces(res: MixedLMResults, group: str, ax: Any = None):
-    """HMC draws (first chain) of the traced levels of grouping ``group`` over the EM
+    """Draws (first chain) of the traced levels of grouping ``group`` over the EM
     iterations, one line per level and column."""
     trace = _trace(res)
     prefix = f"b:{group}:"
@@ -102,10 +102,21 @@ def plot_parameters(res: MixedLMResults, ncols: int = 3):
     return fig
 
 
+def _hmc(res: MixedLMResults) -> bool:
+    """Whether the fit's E-step was HMC (a Gaussian fit's Gibbs sweep has no step size)."""
+    return not np.isnan(res.fit_info.extra.get("step_size", np.nan))
+
+
 def plot_sampler(res: MixedLMResults, axes: Any = None):
     """HMC acceptance rate (mean over chains) and leapfrog step size per EM iteration,
     with the fit's target acceptance where it records one. Returns the two Axes."""
     trace = _trace(res)
+    if not _hmc(res):
+        raise OptionError(
+            "this fit's E-step is a Gibbs sweep (a Gaussian model): every draw is exact, "
+            "with no acceptance rate or step size to plot; plot_objective and "
+            "plot_parameters show its iterates."
+        )
     if axes is None:
         _, axes = new_grid(2, (3.8, 2.8))
     it = np.arange(1, len(trace) + 1)
@@ -124,9 +135,12 @@ def plot_sampler(res: MixedLMResults, axes: Any = None):
 
 
 def plot_mcem(res: MixedLMResults):
-    """The objective, acceptance and step size of an MCEM fit in one row. Returns the
-    Figure (the parameter iterates: :func:`plot_parameters`)."""
-    fig, axes = new_grid(3, (3.6, 2.9))
+    """The objective, and for an HMC E-step its acceptance and step size, of an MCEM fit
+    in one row. Returns the Figure (the parameter iterates: :func:`plot_parameters`)."""
+    _trace(res)  # an MCEM fit, or OptionError
+    hmc = _hmc(res)
+    fig, axes = new_grid(3 if hmc else 1, (3.6, 2.9))
     plot_objective(res, axes[0])
-    plot_sampler(res, axes[1:])
+    if hmc:
+        plot_sampler(res, axes[1:])
     return fig

@@ -218,9 +218,14 @@ def _mcem_diagnostics(res) -> list[tuple[str, str]]:
     mc = extra.get("mcse", {})
     acceptance = extra.get("acceptance", float("nan"))
     step = extra.get("step_size", float("nan"))
+    sampler = (
+        ("E-step", "Gibbs sweeps (exact draws)")
+        if np.isnan(step)
+        else ("acceptance / step size", f"{acceptance:.2f} / {step:.4f}")
+    )
     out = [
         ("iterations x chains", f"{info.iterations} x {extra.get('chains')} ({info.message})"),
-        ("acceptance / step size", f"{acceptance:.2f} / {step:.4f}"),
+        sampler,
         ("largest Monte Carlo s.e.", f"{max(mc.values()):.3e}" if mc else "n/a"),
     ]
     if res.check is None and extra.get("check_skipped"):

@@ -328,16 +328,21 @@ class MCEMRun:
                 ConvergenceWarning,
             )
         k = layout.n_parameters
+        if opts.n_leapfrog is None:  # the Gaussian kernel: Gibbs sweeps
+            e_step, evaluations = f"Gibbs E-step ({self.chains} chains)", int(trace.shape[0])
+            acceptance, step_size = 1.0, float("nan")
+        else:
+            e_step = f"HMC E-step ({self.chains} chains x {opts.n_leapfrog} leapfrog steps)"
+            evaluations = int(trace.shape[0]) * (opts.n_leapfrog + 1)
+            acceptance = float(trace[opts.warmup :, layout.names.index("accept")].mean())
+            step_size = float(np.exp(self.state["log_eps_bar"]))
         return FitInfo(
             method="mcem",
             converged=self.stopped == "tolerance",
             iterations=int(trace.shape[0]),
-            n_evaluations=int(trace.shape[0]) * (opts.n_leapfrog + 1),
+            n_evaluations=evaluations,
             wall_time=time.perf_counter() - self.t0,
-            optimizer=(
-                f"MCEM: HMC E-step ({self.chains} chains x {opts.n_leapfrog} leapfrog steps), "
-                + m_step
-            ),
+            optimizer=f"MCEM: {e_step}, {m_step}",
             message=f"stopped by {self.stopped}",
             device=self.device,
             seed=self.seed,
@@ -347,8 +352,8 @@ class MCEMRun:
             warnings=recorded,
             extra={
                 "mcse": dict(zip(layout.names[:k], self.mc_se[:k], strict=True)),
-                "acceptance": float(trace[opts.warmup :, layout.names.index("accept")].mean()),
-                "step_size": float(np.exp(self.state["log_eps_bar"])),
+                "acceptance": acceptance,
+                "step_size": step_size,
                 "compile_time": self.compile_time,
                 "compile_cache": getattr(self.kernel, "compile_cache", None),
                 "program": getattr(self.kernel._step, "origin", None) or "traced",

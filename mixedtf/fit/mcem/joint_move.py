@@ -105,22 +105,44 @@ def joint_move(
     ``A`` holds each grouping's ``sum z z'`` per level; ``cross`` is ``pair.cross`` on the
     device (default: ``pair.cross`` itself). Returns the new effects, the
     conditional mean of ``b_A`` given the other terms ``[C, L_A, k_A]`` and its conditional
-    covariance per level ``[L_A, k_A, k_A]`` (the diagonal blocks of ``Q^{-1}``). The
-    algebra is float64; the one pass over the rows (the residual) is in the model's dtype.
+    covariance per level ``[L_A, k_A, k_A]`` (the diagonal blocks of ``Q^{-1}``).
     """
     a, b = pair.few, pair.partner
-    o = model.ops
-    f64, dt = o.float64, model.dtype
 
     def random_part(pair_effects):
         full = list(effects)
         full[a], full[b] = pair_effects
         return model.random_part(full)
 
-    zb, pullback = o.vjp(random_part, [effects[a], effects[b]])  # Z b: [C, n]
-    e = model.y - model.offset - o.matvec(model.X, beta) - zb
-    # Z_A'e and Z_B'e per chain, through the gathers' device-chosen scatter
-    t_a, t_b = (o.cast(t, f64) for t in pullback(e))
+    zb, pullback = model.ops.vjp(random_part, [effects[a], effects[b]])  # Z b: [C, n]
+    e = model.y - model.offset - model.ops.matvec(model.X, beta) - zb
+    t_a, t_b = pullback(e)  # Z_A'e and Z_B'e per chain, through the gathers' scatter
+    new, (mean_a, var_a), _ = pair_draw(
+        model.ops, pair, A, t_a, t_b, effects, covs, sigma2, noise, cross
+    )
+    return new, mean_a, var_a
+
+
+def pair_draw(
+    o: ModuleType,
+    pair: NestedPair,
+    A: list[Array],
+    t_a: Array,
+    t_b: Array,
+    effects: list[Array],
+    covs: list[Array],
+    sigma2: Array,
+    noise: list[Array],
+    cross: Array | None = None,
+) -> tuple[list[Array], tuple[Array, Array], tuple[Array, Array]]:
+    """The pair's draw from ``t_A = Z_A' e`` and ``t_B = Z_B' e`` per chain, ``e`` the
+    residual of the current effects (the pair's own included). Returns the new effects,
+    ``b_A``'s conditional mean ``[C, L_A, k_A]`` and covariance ``[L_A, k_A, k_A]`` given
+    the terms outside the pair, and ``b_B``'s given those and the new ``b_A``. The algebra
+    is float64, the results in the effects' dtype."""
+    a, b = pair.few, pair.partner
+    f64, dt = o.float64, effects[a].dtype
+    t_a, t_b = o.cast(t_a, f64), o.cast(t_b, f64)
     b_a, b_b = o.cast(effects[a], f64), o.cast(effects[b], f64)
     cross = o.cast(pair.cross if cross is None else cross, f64)
     A_a, A_b = o.cast(A[a], f64), o.cast(A[b], f64)
@@ -158,4 +180,8 @@ def joint_move(
     new = list(effects)
     new[a], new[b] = o.cast(draw_a, dt), o.cast(draw_b, dt)
     mean_a = o.reshape(mean_a, b_a.shape)
-    return new, o.cast(mean_a, dt), o.cast(var_a, dt)
+    return (
+        new,
+        (o.cast(mean_a, dt), o.cast(var_a, dt)),
+        (o.cast(mean_b, dt), o.cast(P_inv, dt)),
+    )

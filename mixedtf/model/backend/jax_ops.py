@@ -270,6 +270,18 @@ def cond(pred, true_fn: Callable, false_fn: Callable):
     return lax.cond(pred, true_fn, false_fn)
 
 
+def materialized(xs: list, once) -> list:
+    """``xs`` unchanged, computed once: passed through a loop of ``once`` (a runtime 1)
+    trips, which XLA cannot remove or fuse across. Without it XLA fuses a residual's
+    gathers into each of its consumers and recomputes them there (an optimization
+    barrier is dropped before fusion on the CPU)."""
+
+    def body(i, x):  # not the identity, or XLA removes the loop
+        return [v + 0.0 * i.astype(v.dtype) for v in x]
+
+    return list(lax.fori_loop(0, once, body, list(xs)))
+
+
 def normal(seed, counter, size: int, dtype):
     """``size`` standard normals keyed by ``(seed[0], seed[1] + counter)`` (threefry)."""
     key = jax.random.fold_in(jax.random.key(seed[0]), seed[1] + counter)

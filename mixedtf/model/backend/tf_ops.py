@@ -228,6 +228,18 @@ def cond(pred, true_fn: Callable, false_fn: Callable):
     return tf.cond(pred, true_fn, false_fn)
 
 
+def materialized(xs: list, once) -> list:
+    """``xs`` unchanged, computed once: passed through a loop of ``once`` (a runtime 1)
+    trips, which XLA cannot remove or fuse across. Without it XLA fuses a residual's
+    gathers into each of its consumers and recomputes them there (an optimization
+    barrier is dropped before fusion on the CPU)."""
+
+    def body(i, *x):  # not the identity, or XLA removes the loop
+        return (i + 1, *[v + 0.0 * tf.cast(i, v.dtype) for v in x])
+
+    return list(tf.while_loop(lambda i, *x: i < once, body, (0, *xs))[1:])
+
+
 def normal(seed, counter, size: int, dtype):
     """``size`` standard normals from one Philox call keyed by ``(seed[0], seed[1] +
     counter)``. One raw call, not ``fold_in``/``split`` per use: each such op expands to
