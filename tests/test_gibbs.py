@@ -74,7 +74,6 @@ def _sweep(model, design, covs, beta, sigma2, A, pairs, effects, rng):
         [o.constant(c) for c in covs],
         o.constant(np.float64(sigma2)),
         noise,
-        o.constant(np.int32(1)),
     )
     return o.to_numpy(out)
 

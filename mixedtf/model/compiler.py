@@ -191,8 +191,10 @@ class CompiledModel:
         return total
 
     def linear_predictor(self, beta: Array, effects: list[Array]) -> Array:
-        """``eta [..., n]`` from ``beta [p]`` and each grouping's effects ``[..., L, k]``."""
-        return self.ops.matvec(self.X, beta) + self.offset + self.random_part(effects)
+        """``eta [..., n]`` from ``beta [p]`` and each grouping's effects ``[..., L, k]``,
+        computed once (with its cotangent) however many consumers it has."""
+        eta = self.ops.matvec(self.X, beta) + self.offset + self.random_part(effects)
+        return self.ops.computed_once(eta)
 
     def prior(self, params: dict[str, Array]) -> dict[str, Any]:
         """The random-effects nodes (TFP distributions), each with event shape ``[L, k]``."""

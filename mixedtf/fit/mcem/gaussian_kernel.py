@@ -242,7 +242,6 @@ class EMKernel(ChunkedKernel):
             covs,
             sigma2,
             noise,
-            o.cast(st["iteration"] >= 0, o.int32),  # a 1 XLA cannot see through
         )
         params = self._params(beta, covs, sigma2)
         logp = m.prior_log_prob64(params, effects) + m.family.log_likelihood64(

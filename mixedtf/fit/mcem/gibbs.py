@@ -91,12 +91,11 @@ def gibbs_sweep(
     covs: list[Array],
     sigma2: Array,
     noise: list[Array],
-    once: Array,
 ) -> tuple[list[Array], list[Array], list[Array], Array]:
     """One sweep: each nested pair jointly, then each other term, every block drawn given
     the current values of the rest, the residual ``r`` (``[C, n]``, for ``effects``)
-    kept up to date and computed once per block (:func:`materialized` with ``once``, a
-    runtime 1: XLA would otherwise recompute it, gathers and all, in every consumer).
+    kept up to date and computed once per block (``computed_once``: XLA would otherwise
+    recompute it, gathers and all, in every consumer).
     Returns the new effects, per term the conditional means ``[C, L, k]``
     and covariances ``[L, k, k]`` of its last draw, and the residual of the new effects."""
     o = model.ops
@@ -105,7 +104,7 @@ def gibbs_sweep(
     means: list[Array] = [None] * len(effects)
     variances: list[Array] = [None] * len(effects)
     at = 0
-    (r,) = o.materialized([r], once)
+    r = o.computed_once(r)
     for i, pair in enumerate(pairs):
         a, b = pair.few, pair.partner
         new, (mean_a, var_a), (mean_b, var_b) = pair_draw(
@@ -121,9 +120,9 @@ def gibbs_sweep(
             cross[i],
         )
         at += 2
-        new[a], new[b] = o.materialized([new[a], new[b]], once)
+        new[a], new[b] = o.computed_once(new[a]), o.computed_once(new[b])
         r = r - gathered(model, a, new[a] - effects[a]) - gathered(model, b, new[b] - effects[b])
-        (r,) = o.materialized([r], once)
+        r = o.computed_once(r)
         effects = new
         means[a], variances[a], means[b], variances[b] = mean_a, var_a, mean_b, var_b
     paired = {j for p in pairs for j in (p.few, p.partner)}
@@ -134,8 +133,8 @@ def gibbs_sweep(
             o, g, A[j], scatter(model, j, r), effects[j], covs[j], sigma2, noise[at]
         )
         at += 1
-        (draw,) = o.materialized([draw], once)
+        draw = o.computed_once(draw)
         r = r - gathered(model, j, draw - effects[j])
-        (r,) = o.materialized([r], once)
+        r = o.computed_once(r)
         effects[j] = draw
     return effects, means, variances, r

@@ -270,16 +270,27 @@ def cond(pred, true_fn: Callable, false_fn: Callable):
     return lax.cond(pred, true_fn, false_fn)
 
 
-def materialized(xs: list, once) -> list:
-    """``xs`` unchanged, computed once: passed through a loop of ``once`` (a runtime 1)
-    trips, which XLA cannot remove or fuse across. Without it XLA fuses a residual's
-    gathers into each of its consumers and recomputes them there (an optimization
-    barrier is dropped before fusion on the CPU)."""
+def _through_loop(x):
+    """``x`` through a loop XLA can neither remove nor fuse across: its trip count is 1
+    read from the data (0 for a NaN first entry: the result is ``x`` either way), its
+    body not the identity."""
+    first = jnp.reshape(x, [-1])[0]
+    trips = (first == first).astype(jnp.int32)
+    return lax.fori_loop(0, trips, lambda i, v: v + 0.0 * i.astype(v.dtype), x)
 
-    def body(i, x):  # not the identity, or XLA removes the loop
-        return [v + 0.0 * i.astype(v.dtype) for v in x]
 
-    return list(lax.fori_loop(0, once, body, list(xs)))
+@jax.custom_vjp
+def computed_once(x):
+    """``x``, computed once: XLA fuses a cheap per-row producer (a linear predictor's
+    gathers) into each of its consumers and recomputes it there -- the residual of the
+    Gibbs sweep in every scatter, the linear predictor and its cotangent in every term's
+    scatter of an HMC gradient (2x the gradient's cost on InstEval). Its cotangent is
+    computed once too. An optimization barrier does not do this: the CPU compiler drops
+    it before fusion."""
+    return _through_loop(x)
+
+
+computed_once.defvjp(lambda x: (_through_loop(x), None), lambda _, g: (_through_loop(g),))
 
 
 def normal(seed, counter, size: int, dtype):
