@@ -175,9 +175,9 @@ class MCEMOptions:
         sa_exponent: Gaussian only: > 0 for SAEM steps ``(t - burnin)^-a`` on the
             covariance statistics (0: plain MCEM).
         check: Gaussian only: compare the estimate with the exact ML optimum (an exact ML
-            fit): True always, False never, None (default) where that fit is cheap -- the
-            dense factor small, or the fit estimated (from one factorisation) at most 10%
-            of the MCEM fit's time; a skipped check is noted in ``summary()``.
+            fit): True always, False never, None (default) where that fit is cheap -- estimated
+            (from one factorisation) at most 10% of the MCEM fit's time; a skipped check is
+            noted in ``summary()``.
     """
 
     chains: int | None = None
