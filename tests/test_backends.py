@@ -165,6 +165,26 @@ def test_joint_move_is_the_same_on_both_backends():
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", BACKENDS)
+def test_computed_once_is_the_identity_with_the_identity_cotangent(name):
+    # compiled, as the kernels run it: the value and the gradient of sum(w * x^2) are
+    # those without it, and a NaN first entry (no loop trip) passes through unchanged
+    o = backend.get(name)
+    x = np.array([[0.5, -1.5, 2.0], [3.0, 0.25, -4.0]])
+    w = np.array([1.0, 2.0, 3.0])
+
+    def f(v):
+        return o.sum(w * o.computed_once(v) ** 2)
+
+    step = o.jit(lambda v: o.value_and_grad(lambda vs: f(vs[0]), [v]))
+    value, (grad,) = o.to_numpy(step(o.to_device(x)))
+    assert value == pytest.approx(np.sum(w * x**2), rel=1e-12)
+    np.testing.assert_allclose(grad, 2 * w * x, rtol=1e-12)
+    x[0, 0] = np.nan
+    out = o.to_numpy(o.jit(o.computed_once)(o.to_device(x)))
+    np.testing.assert_array_equal(out, x)
+
+
 def test_jax_noise_is_keyed_by_seed_and_iteration():
     o = backend.get("jax")
     seed = o.constant(np.array([3, 11], np.int32))
