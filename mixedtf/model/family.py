@@ -348,7 +348,12 @@ class OrdinalLikelihood(Likelihood):
         big = o.full([*cuts.shape[:-1], 1], 1e4, cuts.dtype)
         padded = o.concat([-big, cuts, big], -1)  # [..., K + 1]
         k = o.cast(y, o.int32)
-        upper, lower = o.take(padded, k + 1, axis=-1), o.take(padded, k, axis=-1)  # [..., n]
+        # c_y and c_{y-1} per row by one-hot products: their gradient with respect to
+        # per-chain cutpoints (the M-step's Newton step) is then a matrix product, where
+        # a gather's is a scatter of every chain's rows into K + 1 bins (serial on a CPU)
+        depth = int(padded.shape[-1])
+        upper = o.einsum("...k,nk->...n", padded, o.one_hot(k + 1, depth, dtype=padded.dtype))
+        lower = o.einsum("...k,nk->...n", padded, o.one_hot(k, depth, dtype=padded.dtype))
         gaps = self.rows(o.log(-o.expm1(lower - upper)), mask, precise)
         A, B = o.exp(-upper), o.exp(lower)
         t = o.exp(eta)

@@ -246,7 +246,7 @@ class GLMMKernel(ChunkedKernel):
         )
         effects, beta, cuts, moments = self._expand(effects, beta, cuts, moments)
         covs = self._covariances(effects, moments)
-        zb = m.random_part(effects)
+        zb = o.computed_once(m.random_part(effects))  # not recomputed in each Newton pass
         beta, cuts, info, cov_scores = self._newton(beta, cuts, zb)
         on = o.cast(accumulate, dt)
         row = trace_row(
