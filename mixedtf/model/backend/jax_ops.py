@@ -281,12 +281,7 @@ def _through_loop(x):
 
 @jax.custom_vjp
 def computed_once(x):
-    """``x``, computed once: XLA fuses a cheap per-row producer (a linear predictor's
-    gathers) into each of its consumers and recomputes it there -- the residual of the
-    Gibbs sweep in every scatter, the linear predictor and its cotangent in every term's
-    scatter of an HMC gradient (2x the gradient's cost on InstEval). Its cotangent is
-    computed once too. An optimization barrier does not do this: the CPU compiler drops
-    it before fusion."""
+    """``x`` computed once, its cotangent too (see ``tf_ops.computed_once``)."""
     return _through_loop(x)
 
 
