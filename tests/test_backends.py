@@ -382,6 +382,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
+@pytest.mark.slow  # a four-device process, ~12 s
 def test_rows_sharded_over_four_devices_give_the_one_device_fit():
     # four logical CPU devices; 179 and 55 rows do not divide by 4, so the rows are padded
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}

@@ -36,6 +36,7 @@ def test_a_user_flag_wins(monkeypatch):
     assert os.environ["TF_XLA_FLAGS"] == "--tf_xla_persistent_cache_directory=/mine --other"
 
 
+@pytest.mark.slow  # two processes, ~13 s
 def test_a_fit_fills_the_cache(tmp_path):
     code = (
         "import json, mixedtf as mtf\n"

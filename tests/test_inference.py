@@ -270,6 +270,7 @@ def _check_type3(table, ref):
     np.testing.assert_allclose(table["F value"], ref["F"], rtol=1e-4)
 
 
+@pytest.mark.slow  # ~11 s
 def test_glmm_profile_intervals_are_lme4s():
     # confint(glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial))
     ref = reference("confint_glmm")["profile_cbpp"]

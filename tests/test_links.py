@@ -28,7 +28,14 @@ def _data(name: str) -> pd.DataFrame:
     return mtf.datasets.load(name)
 
 
-@pytest.mark.parametrize("case", FITTED)
+# the observation-level model (one level per row of grouseticks) takes ~19 s: slow set
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=pytest.mark.slow) if c == "ticks_observation_level" else c
+        for c in FITTED
+    ],
+)
 def test_glmer_with_any_link_matches_lme4(case):
     # glmer(formula, data, family(link)): fixef, vcov(use.hessian = FALSE), theta, logLik
     ref = CASES[case]
