@@ -14,7 +14,7 @@ from scipy.linalg import block_diag
 from test_joint_move import _dense_z, _nested_frame
 
 from mixedtf.design import build_design
-from mixedtf.fit.mcem.gibbs import gibbs_sweep, residual, sweep_noise_shapes
+from mixedtf.fit.mcem.gibbs import gibbs_sweep, residual, sweep_noise_shapes, unpaired
 from mixedtf.fit.mcem.joint_move import nested_pairs
 from mixedtf.model import compile_model
 
@@ -110,8 +110,7 @@ def test_the_sweep_keeps_the_posterior(formula, joint, backend):
     np.testing.assert_allclose(r, want, atol=1e-9)
     # the last term swept (the last outside a pair, else the pair's partner): its
     # conditional mean and covariance given the new draws of every other term
-    paired = {t for p in pairs for t in (p.few, p.partner)}
-    singles = [t for t in range(len(design.groupings)) if t not in paired]
+    singles = unpaired(design.groupings, pairs)
     j = singles[-1] if singles else pairs[-1].partner
     lo, hi = sum(sizes[:j]), sum(sizes[: j + 1])
     P = np.linalg.inv(cov)

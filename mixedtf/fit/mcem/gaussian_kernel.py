@@ -89,7 +89,6 @@ class EMKernel(ChunkedKernel):
         target_accept: None,
         chunk_size: int,
         fixed_sigma: float | None = None,
-        e_step_only: bool = False,
         sa_exponent: float = 0.0,
         px_scale: bool = True,
         traced: tuple[np.ndarray, ...] | None = None,
@@ -98,7 +97,6 @@ class EMKernel(ChunkedKernel):
     ) -> None:
         # n_leapfrog, target_accept: None (no HMC; the signature is the kernels' common one)
         super().__init__(model, chains, None, None, chunk_size, traced, devices)
-        self.e_step_only = e_step_only  # sample at fixed parameters (diagnostics and tests)
         self.sa_exponent = sa_exponent
         self.px_scale = px_scale
         d = model.design
@@ -248,14 +246,13 @@ class EMKernel(ChunkedKernel):
             m.y - r, params, m.y, None, m.mask
         )
         rss_draws = _total(o, r * r)  # sum_c ||y - X beta_old - Z b_c||^2
-        if not self.e_step_only:
-            effects, means, variances, beta, rss = self._m_step_location(
-                st["beta"], effects, means, variances, accumulate, rss_draws
-            )
-            sigma2 = o.cast(rss / (self.chains * float(m.design.nobs)), dt)
-            if self.fixed_sigma is not None:
-                sigma2 = st["sigma2"]
-            covs = self._covariances(st, means, variances, accumulate)
+        effects, means, variances, beta, rss = self._m_step_location(
+            st["beta"], effects, means, variances, accumulate, rss_draws
+        )
+        sigma2 = o.cast(rss / (self.chains * float(m.design.nobs)), dt)
+        if self.fixed_sigma is not None:
+            sigma2 = st["sigma2"]
+        covs = self._covariances(st, means, variances, accumulate)
         on = o.cast(accumulate, dt)
         one = o.constant(1.0, dt)
         row = trace_row(
@@ -310,9 +307,10 @@ class EMKernel(ChunkedKernel):
 
         def plain():
             xtw = o.sum(self._xtw(effects), 1)
-            beta = o.cholesky_solve(o.cholesky(self._XtX), (self._Xty - xtw / C64)[:, None])[:, 0]
             h = C64 * (self._Xty - o.matvec(self._XtX, o.cast(beta_old, o.float64))) - xtw_before
-            sol = o.cholesky_solve(o.cholesky(self._XtX), h[:, None])[:, 0]
+            chol = o.cholesky(self._XtX)  # one factor for both solves
+            both = o.cholesky_solve(chol, o.stack([self._Xty - xtw / C64, h], 1))
+            beta, sol = both[:, 0], both[:, 1]
             rss = rss_draws - o.sum(h * sol) / C64
             ones = [o.ones([g.k], dt) for g in self.model.design.groupings]
             return o.cast(beta, dt), ones, rss

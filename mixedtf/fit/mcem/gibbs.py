@@ -31,14 +31,19 @@ from mixedtf.model import CompiledModel
 Array = Any
 
 
+def unpaired(groupings, pairs: list[NestedPair]) -> list[int]:
+    """Indices of the terms outside every pair: the sweep draws them one by one."""
+    paired = {j for p in pairs for j in (p.few, p.partner)}
+    return [j for j in range(len(groupings)) if j not in paired]
+
+
 def sweep_noise_shapes(groupings, pairs: list[NestedPair], chains: int) -> list[list[int]]:
     """Shapes of :func:`gibbs_sweep`'s standard normals: the pairs' (in order), then one
     ``[C, L, k]`` per term outside every pair."""
     shapes = []
     for pair in pairs:
         shapes += pair_noise_shapes(pair, groupings, chains)
-    paired = {j for p in pairs for j in (p.few, p.partner)}
-    shapes += [[chains, g.n_levels, g.k] for j, g in enumerate(groupings) if j not in paired]
+    shapes += [[chains, groupings[j].n_levels, groupings[j].k] for j in unpaired(groupings, pairs)]
     return shapes
 
 
@@ -125,12 +130,9 @@ def gibbs_sweep(
         r = o.computed_once(r)
         effects = new
         means[a], variances[a], means[b], variances[b] = mean_a, var_a, mean_b, var_b
-    paired = {j for p in pairs for j in (p.few, p.partner)}
-    for j, g in enumerate(groupings):
-        if j in paired:
-            continue
+    for j in unpaired(groupings, pairs):
         draw, means[j], variances[j] = term_draw(
-            o, g, A[j], scatter(model, j, r), effects[j], covs[j], sigma2, noise[at]
+            o, groupings[j], A[j], scatter(model, j, r), effects[j], covs[j], sigma2, noise[at]
         )
         at += 1
         draw = o.computed_once(draw)
